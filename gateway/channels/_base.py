@@ -1,0 +1,98 @@
+"""The channel plugin contract.
+
+A channel plugin is a class, named by an entry point in the group
+``notification_gateway.channels``, that subclasses :class:`Channel`:
+
+* ``name`` - the plugin's name (what subscriptions write before the colon);
+* ``Options`` - a pydantic model of its options, validated when the configuration is loaded
+  and when a subscription is made (per-subscription options override the configured ones);
+* ``async send(message, options) -> SendReceipt`` - delivers or *raises*:
+  :class:`~gateway.errors.PermanentDeliveryError` for what will never succeed as is,
+  :class:`~gateway.errors.TransientDeliveryError` for what may succeed later;
+* ``validate_target`` / ``redact_target`` - check a target when a subscription is made and
+  show it without secrets in receipts and logs;
+* ``aclose()`` - release shared clients at shutdown.
+
+One instance of a plugin class serves every delivery of the process, so it keeps shared
+clients (one pooled HTTP client, not one per call).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.models import RetryPolicy
+
+__all__ = ["Channel", "Message", "MessageKind", "NoOptions", "SendReceipt"]
+
+MessageKind = Literal["result", "failure", "still_running"]
+
+
+class NoOptions(BaseModel):
+    """Options model of a channel that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(BaseModel):
+    """One rendered notification for one target.
+
+    ``id`` is stable for a (task, subscription, kind): retries of the same delivery carry the
+    same id, so receivers can drop duplicates (the ``webhook-id`` of signed webhooks).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    task_id: str
+    subscription_id: str
+    kind: MessageKind
+    target: str
+    subject: str
+    text: str
+    html: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendReceipt(BaseModel):
+    """What the provider said when it accepted a message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_status: int | None = None
+    provider_id: str | None = None
+    detail: str | None = None
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class Channel(ABC, Generic[OptionsT]):
+    """Base class of every channel plugin (see the module docstring for the contract)."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: default retry policy; a configured channel instance may override it
+    retry: ClassVar[RetryPolicy] = RetryPolicy()
+    #: the longest text a message may have on this channel (SMS), or None
+    max_text_length: ClassVar[int | None] = None
+    #: which rendering the channel wants by default: "email", "slack", "sms", "webhook", "text"
+    template_kind: ClassVar[str] = "text"
+
+    def validate_target(self, target: str, options: OptionsT) -> str:
+        """Return the target, normalised, or raise ``ValueError`` saying what is wrong."""
+        return target
+
+    def redact_target(self, target: str) -> str:
+        """The target as shown in receipts, logs and traces (no secrets, tokens or passwords)."""
+        return target
+
+    @abstractmethod
+    async def send(self, message: Message, options: OptionsT) -> SendReceipt:
+        """Deliver ``message`` or raise a :class:`~gateway.errors.DeliveryError`."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release shared resources (HTTP clients) at shutdown."""

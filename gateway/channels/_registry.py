@@ -1,0 +1,166 @@
+"""Channel discovery from entry points, and the configured channel instances of a process."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata as md
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.channels._base import Channel
+from gateway.errors import PluginError, SubscriptionError
+from gateway.models import RetryPolicy, Target
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ChannelInstance",
+    "ChannelPlugin",
+    "Channels",
+    "discover_plugins",
+    "format_validation_error",
+]
+
+ENTRY_POINT_GROUP = "notification_gateway.channels"
+
+
+@dataclass(frozen=True)
+class ChannelPlugin:
+    """A discovered plugin: its class and the distribution that ships it."""
+
+    name: str
+    cls: type[Channel[Any]]
+    distribution: str
+    version: str
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    if dist is None:
+        return ("<unknown distribution>", "?")
+    return (dist.metadata["Name"] or dist.name, dist.version)
+
+
+def discover_plugins(entry_points: Iterable[md.EntryPoint] | None = None) -> dict[str, ChannelPlugin]:
+    """Load every channel plugin; fail on an import error or a name claimed twice."""
+    eps = md.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points
+    found: dict[str, ChannelPlugin] = {}
+    for ep in eps:
+        dist, version = _dist_of(ep)
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import failure is reported, naming the plugin
+            raise PluginError(
+                f"channel plugin {ep.name!r} from distribution {dist} {version} failed to "
+                f"import ({ep.value}): {type(exc).__name__}: {exc}; reinstall or remove {dist}"
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Channel)):
+            raise PluginError(
+                f"channel plugin {ep.name!r} from distribution {dist} {version} names "
+                f"{ep.value}, which is not a subclass of gateway.channels.Channel"
+            )
+        if ep.name in found:
+            other = found[ep.name]
+            if other.cls is cls:
+                continue
+            raise PluginError(
+                f"channel name {ep.name!r} is claimed by two distributions: "
+                f"{other.distribution} {other.version} and {dist} {version}; uninstall one"
+            )
+        found[ep.name] = ChannelPlugin(ep.name, cls, dist, version)
+    return found
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``prefix.field: message``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+    return "; ".join(parts)
+
+
+@dataclass
+class ChannelInstance:
+    """A named channel of this gateway: a plugin, its configured options and retry policy."""
+
+    name: str
+    plugin: ChannelPlugin
+    channel: Channel[Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    _validated: dict[str, BaseModel] = field(default_factory=dict, repr=False)
+
+    def effective_options(self, overrides: Mapping[str, Any]) -> BaseModel:
+        """Configured options with the subscription's overrides, validated by the plugin."""
+        key = repr(sorted(overrides.items())) if overrides else ""
+        cached = self._validated.get(key)
+        if cached is not None:
+            return cached
+        try:
+            opts = self.plugin.cls.Options.model_validate({**self.options, **overrides})
+        except ValidationError as exc:
+            raise SubscriptionError(
+                f"channel {self.name!r}: {format_validation_error(exc, 'options')}"
+            ) from None
+        if len(self._validated) < 1024:
+            self._validated[key] = opts
+        return opts
+
+
+class Channels:
+    """The channel instances a process delivers through, by name."""
+
+    def __init__(self, plugins: Mapping[str, ChannelPlugin], instances: Mapping[str, ChannelInstance]):
+        self.plugins = dict(plugins)
+        self._instances = dict(instances)
+
+    @classmethod
+    def from_plugins(
+        cls,
+        plugins: Mapping[str, ChannelPlugin],
+        configured: Mapping[str, tuple[str, Mapping[str, Any], RetryPolicy | None]] | None = None,
+    ) -> Channels:
+        """Every plugin under its own name with default options, plus configured instances
+        (``name -> (plugin name, options, retry policy)``), which win on a name clash."""
+        shared: dict[str, Channel[Any]] = {}
+
+        def instance(name: str, plugin_name: str, options: Mapping[str, Any],
+                     retry: RetryPolicy | None) -> ChannelInstance:
+            plugin = plugins[plugin_name]
+            channel = shared.setdefault(plugin_name, plugin.cls())
+            return ChannelInstance(name, plugin, channel, dict(options), retry or plugin.cls.retry)
+
+        instances = {name: instance(name, name, {}, None) for name in plugins}
+        for name, (plugin_name, options, retry) in (configured or {}).items():
+            instances[name] = instance(name, plugin_name, options, retry)
+        return cls(plugins, instances)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._instances)
+
+    def get(self, name: str) -> ChannelInstance:
+        try:
+            return self._instances[name]
+        except KeyError:
+            raise SubscriptionError(
+                f"unknown channel {name!r}; known: {', '.join(self.names) or 'none installed'}"
+            ) from None
+
+    def check(self, target: Target) -> str:
+        """Validate a target against its channel now, so bad input never reaches a retry loop.
+        Returns the normalised target."""
+        inst = self.get(target.channel)
+        opts = inst.effective_options(target.options)
+        try:
+            return inst.channel.validate_target(target.target, opts)
+        except ValueError as exc:
+            raise SubscriptionError(f"channel {target.channel!r}: target: {exc}") from None
+
+    async def aclose(self) -> None:
+        unique = {id(i.channel): i.channel for i in self._instances.values()}
+        await asyncio.gather(*(c.aclose() for c in unique.values()))

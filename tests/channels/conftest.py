@@ -1,0 +1,81 @@
+"""Fixtures of the channel tests: loopback servers only, never the network."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.channels import Message
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Mailbox:
+    """What the loopback SMTP server received; ``refuse`` maps addresses to SMTP replies."""
+
+    messages: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        raw = envelope.original_content or b""
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append((envelope, parsed))
+        return "250 Message accepted"
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    mailbox: Mailbox
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, mailbox)
+    finally:
+        controller.stop()
+
+
+def make_message(target: str, **overrides: Any) -> Message:
+    fields: dict[str, Any] = {
+        "id": "msg_0123456789abcdef",
+        "task_id": "task-42",
+        "subscription_id": "s_0123456789abcdef",
+        "kind": "result",
+        "target": target,
+        "subject": "Task task-42 finished",
+        "text": "The agent says: all done.",
+    }
+    fields.update(overrides)
+    return Message(**fields)

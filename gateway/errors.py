@@ -6,7 +6,8 @@
     ├── UserInputError            the caller's input or configuration: says what to change
     │   ├── ConfigError           a configuration file (file, line, key path)
     │   ├── SubscriptionError     a subscriber spec (unknown channel, bad target, bad options)
-    │   └── TaskInputError        a task request (empty prompt, malformed body)
+    │   ├── TaskInputError        a task request (empty prompt, malformed body)
+    │   └── RenderError           a template that fails on a task (names the template)
     ├── PluginError               a channel plugin that cannot be loaded (names the distribution)
     ├── EngineError               the Restate server could not be started, reached or registered
     └── DeliveryError             a channel could not deliver a message (raised by ``send``)
@@ -25,6 +26,7 @@ __all__ = [
     "GatewayError",
     "PermanentDeliveryError",
     "PluginError",
+    "RenderError",
     "SubscriptionError",
     "TaskInputError",
     "TransientDeliveryError",
@@ -54,6 +56,10 @@ class SubscriptionError(UserInputError):
 
 class TaskInputError(UserInputError):
     """A task request is invalid (empty prompt, unknown agent, malformed body)."""
+
+
+class RenderError(UserInputError):
+    """A template failed to render for a task; the message names the template."""
 
 
 class PluginError(GatewayError):

@@ -186,6 +186,7 @@ class DeliveryState(StrEnum):
     DELIVERED_BY_FALLBACK = "delivered-by-fallback"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"
 
     @property
     def final(self) -> bool:
@@ -197,6 +198,7 @@ _FINAL_STATES = {
     DeliveryState.DELIVERED_BY_FALLBACK,
     DeliveryState.FAILED,
     DeliveryState.CANCELLED,
+    DeliveryState.SKIPPED,
 }
 
 
@@ -216,6 +218,7 @@ class DeliveryReceipt(_Strict):
     created_at: float
     updated_at: float
     delivered_at: float | None = None
+    invocation_id: str | None = None
 
 
 class TaskStatus(_Strict):

@@ -130,6 +130,11 @@ class Channels:
 
         def instance(name: str, plugin_name: str, options: Mapping[str, Any],
                      retry: RetryPolicy | None) -> ChannelInstance:
+            if plugin_name not in plugins:
+                raise PluginError(
+                    f"channel {name!r} needs plugin {plugin_name!r}, which is not installed; "
+                    f"installed: {', '.join(sorted(plugins)) or 'none'}"
+                )
             plugin = plugins[plugin_name]
             channel = shared.setdefault(plugin_name, plugin.cls())
             return ChannelInstance(name, plugin, channel, dict(options), retry or plugin.cls.retry)

@@ -1,0 +1,121 @@
+"""The agent: a pydantic-ai agent made durable with Restate.
+
+The default model is offline and deterministic (no LLM, no key, no network) and says so in
+its answers. ``GATEWAY_MODEL=openai:gpt-4o-mini`` (or any pydantic-ai model string, with the
+provider's key in the environment) switches the default agent to a real model.
+
+Offline model strings, for demos and tests:
+
+* ``offline`` - answers with a short, clearly labelled echo of the task;
+* ``offline:fail`` - every model call fails (shows how subscribers hear of failures);
+* ``offline:sleep=SECONDS`` - answers after a pause (shows deadlines and late results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
+from pydantic_ai.models import Model
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from restate import RunOptions
+from restate.ext.pydantic import RestateAgent
+
+from gateway.errors import TaskInputError
+
+__all__ = ["AgentRunner", "AgentSpec", "OfflineModelError", "build_agent", "offline_model"]
+
+OFFLINE_LABEL = "[offline model: no LLM was called]"
+
+
+class OfflineModelError(RuntimeError):
+    """The offline model was asked to fail (``offline:fail``)."""
+
+
+def _last_prompt(messages: list[ModelMessage]) -> str:
+    for message in reversed(messages):
+        for part in getattr(message, "parts", []):
+            if isinstance(part, UserPromptPart) and isinstance(part.content, str):
+                return part.content
+    return ""
+
+
+def offline_model(spec: str = "offline") -> Model:
+    """The built-in deterministic model named by ``spec`` (see the module docstring)."""
+    mode, _, arg = spec.partition(":")
+    if mode != "offline":
+        raise TaskInputError(f"{spec!r} is not an offline model string")
+    delay = 0.0
+    fail = False
+    if arg == "fail":
+        fail = True
+    elif arg.startswith("sleep="):
+        try:
+            delay = float(arg.removeprefix("sleep="))
+        except ValueError:
+            raise TaskInputError(f"model {spec!r}: sleep= needs a number of seconds") from None
+    elif arg:
+        raise TaskInputError(
+            f"model {spec!r}: unknown offline mode {arg!r}; use offline, offline:fail or "
+            "offline:sleep=SECONDS"
+        )
+
+    async def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if delay:
+            await asyncio.sleep(delay)
+        if fail:
+            raise OfflineModelError("the offline model was configured to fail (offline:fail)")
+        prompt = " ".join(_last_prompt(messages).split())
+        brief = prompt if len(prompt) <= 200 else prompt[:197] + "..."
+        text = f"{OFFLINE_LABEL} Task received and completed: {brief}"
+        return ModelResponse(parts=[TextPart(text)], model_name=spec)
+
+    return FunctionModel(answer, model_name=spec)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What the configuration says about one agent."""
+
+    name: str
+    model: str = "offline"
+    instructions: str = "Complete the task and report the result briefly."
+    deadline: float | None = None
+    max_attempts: int = 3
+
+
+@dataclass
+class AgentRunner:
+    """A durable agent, built once per process."""
+
+    spec: AgentSpec
+    agent: RestateAgent[None, str]
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.model
+
+    async def run(self, prompt: str) -> str:
+        """Run inside a Restate handler: each model call is a journaled step."""
+        result = await self.agent.run(prompt)
+        return result.output
+
+
+def build_agent(spec: AgentSpec) -> AgentRunner:
+    """Build the durable agent for ``spec``; ``GATEWAY_MODEL`` overrides the default agent's model."""
+    model_name = spec.model
+    if spec.name == "default" and os.environ.get("GATEWAY_MODEL"):
+        model_name = os.environ["GATEWAY_MODEL"]
+        spec = AgentSpec(spec.name, model_name, spec.instructions, spec.deadline, spec.max_attempts)
+    model: Model | str = offline_model(model_name) if model_name.startswith("offline") else model_name
+    agent: Agent[None, str] = Agent(model, instructions=spec.instructions, name=spec.name)
+    options: RunOptions[object] = RunOptions(
+        max_attempts=spec.max_attempts,
+        initial_retry_interval=timedelta(milliseconds=500),
+        max_retry_interval=timedelta(seconds=10),
+    )
+    return AgentRunner(spec, RestateAgent(agent, run_options=options))

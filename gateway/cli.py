@@ -1,0 +1,299 @@
+"""The ``gateway`` command line: run the gateway, start tasks, subscribe, follow them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gateway.client import GatewayClient
+from gateway.errors import EngineError, GatewayError, UserInputError
+from gateway.models import Subscription, TaskRequest, TaskState, TaskStatus
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="gateway",
+    help="Notification gateway for long-running AI agent tasks, on Restate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+IngressUrl = Annotated[
+    str,
+    typer.Option("--ingress-url", envvar="GATEWAY_RESTATE_INGRESS_URL",
+                 help="Restate ingress that serves the gateway."),
+]
+DEFAULT_INGRESS = "http://localhost:8080"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _parse_labels(values: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--label {item!r}: write labels as KEY=VALUE (e.g. --label team=ml)", 2)
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _parse_subscriber(value: str) -> Subscription:
+    try:
+        return Subscription.parse(value)
+    except ValueError as exc:
+        fail(str(exc).splitlines()[0], 2)
+
+
+@app.command()
+def submit(
+    prompt: Annotated[str, typer.Argument(help="What the agent should do.")],
+    task_id: Annotated[str | None, typer.Option("--task-id", help="Task id (default: new)")] = None,
+    agent: Annotated[str, typer.Option(help="Agent to run the task.")] = "default",
+    label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE")] = None,
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", help="Subscriber: an email address or CHANNEL:TARGET (repeatable).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and deliveries.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 300.0,
+    ingress_url: IngressUrl = DEFAULT_INGRESS,
+) -> None:
+    """Start a task. The same --task-id twice runs it once."""
+    if not prompt.strip():
+        fail("the prompt is empty: say what the agent should do", 2)
+    subs = [_parse_subscriber(n) for n in (notify or [])]
+    request = TaskRequest(prompt=prompt, agent=agent, labels=_parse_labels(label or []),
+                          subscriptions=subs)
+    task_id = task_id or f"t-{uuid.uuid4().hex[:12]}"
+    with GatewayClient(ingress_url) as client:
+        submitted = client.submit(task_id, request)
+        if submitted.new:
+            out.print(f"task {task_id} started")
+        else:
+            out.print(f"task {task_id} was submitted before: it runs once, not started again")
+        if wait:
+            status = client.wait(task_id, timeout)
+            _print_status(status)
+            _exit_for(status, timeout)
+
+
+@app.command()
+def subscribe(
+    task_id: Annotated[str, typer.Argument(help="The task to subscribe to.")],
+    subscriber: Annotated[str, typer.Argument(help="Email address or CHANNEL:TARGET.")],
+    ingress_url: IngressUrl = DEFAULT_INGRESS,
+) -> None:
+    """Add a subscriber to a task, at any time (after it finished: delivered at once)."""
+    sub = _parse_subscriber(subscriber)
+    with GatewayClient(ingress_url) as client:
+        result = client.subscribe(task_id, sub)
+    out.print(f"subscribed {result['channel']}:{result['target']} to task {task_id} "
+              f"(subscription {result['subscription_id']})")
+
+
+@app.command()
+def status(
+    task_id: Annotated[str, typer.Argument(help="The task to show.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ingress_url: IngressUrl = DEFAULT_INGRESS,
+) -> None:
+    """Show a task's state and every delivery."""
+    with GatewayClient(ingress_url) as client:
+        result = client.status(task_id)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        _print_status(result)
+    if result.state is TaskState.UNKNOWN:
+        raise typer.Exit(1)
+
+
+def _print_status(s: TaskStatus) -> None:
+    if s.state is TaskState.UNKNOWN:
+        err.print(f"no task {s.task_id!r} (never submitted, or past its retention)")
+        return
+    out.print(f"[bold]task[/] {s.task_id}  [bold]state[/] {s.state.value}  [bold]agent[/] {s.agent}")
+    if s.output:
+        out.print(f"[bold]result[/] {escape(s.output)}")
+    if s.error:
+        out.print(f"[bold]error[/] {escape(s.error)}")
+    table = Table("subscription", "channel", "target", "state", "attempts", "via", "last error")
+    for d in s.deliveries:
+        table.add_row(d.subscription_id, d.channel, d.target, d.state.value, str(d.attempts),
+                      d.channel_used or "", d.last_error or "")
+    if s.deliveries:
+        out.print(table)
+    else:
+        out.print("no deliveries yet")
+
+
+def _exit_for(s: TaskStatus, timeout: float) -> None:
+    if s.state not in (TaskState.SUCCEEDED, TaskState.FAILED) or not all(
+        d.state.final for d in s.deliveries
+    ):
+        fail(f"not finished within {timeout:g}s (state {s.state.value})")
+    if s.state is TaskState.FAILED or any(d.state.value == "failed" for d in s.deliveries):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: one line per error a user can fix, never a traceback."""
+    try:
+        app()
+    except UserInputError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(2)
+    except GatewayError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+# --- running the gateway --------------------------------------------------------------------
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", envvar="GATEWAY_CONFIG", help="Gateway YAML configuration.",
+                 show_default="config/gateway.yaml"),
+]
+AdminUrl = Annotated[
+    str | None,
+    typer.Option("--restate-admin-url", envvar="GATEWAY_RESTATE_ADMIN_URL",
+                 help="Use this Restate server or cluster instead of starting one."),
+]
+IngressUrlOpt = Annotated[
+    str | None,
+    typer.Option("--restate-ingress-url", envvar="GATEWAY_RESTATE_INGRESS_URL",
+                 help="Ingress of the Restate server given by --restate-admin-url."),
+]
+
+
+@app.command()
+def up(
+    config: ConfigOpt = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the local Restate server keeps its data.")]
+    = Path(".gateway/restate"),
+    ingress_port: Annotated[int, typer.Option(help="Local Restate ingress port.")] = 8080,
+    admin_port: Annotated[int, typer.Option(help="Local Restate admin/UI port.")] = 9070,
+    node_port: Annotated[int, typer.Option(help="Local Restate node port.")] = 5122,
+    service_port: Annotated[int, typer.Option(help="The gateway's Restate endpoint port.")] = 9080,
+    restate_admin_url: AdminUrl = None,
+    restate_ingress_url: IngressUrlOpt = None,
+) -> None:
+    """Start a local Restate server (or use --restate-admin-url), serve and register the gateway."""
+    from gateway.bootstrap import runtime_from_config
+    from gateway.engine import LocalEngine
+    from gateway.server import ServeOptions, serve_gateway
+
+    runtime, reload = runtime_from_config(config)
+    engine: LocalEngine | None = None
+    if restate_admin_url:
+        admin, ingress, ui = restate_admin_url, restate_ingress_url or "(not given)", None
+    else:
+        engine = LocalEngine(base_dir=data_dir.resolve(), ingress_port=ingress_port,
+                             admin_port=admin_port, node_port=node_port)
+        err.print(f"starting restate-server (data in {data_dir}) ...")
+        engine.start()
+        admin, ingress, ui = engine.admin_url, engine.ingress_url, engine.ui_url
+    options = ServeOptions(port=service_port, register_with=admin)
+
+    def ready() -> None:
+        out.print(f"gateway endpoint  {options.service_url} (registered)")
+        out.print(f"restate ingress   {ingress}")
+        out.print(f"restate admin     {admin}")
+        if ui:
+            out.print(f"restate UI        {ui}")
+        out.print("press Ctrl-C to stop")
+
+    try:
+        asyncio.run(serve_gateway(runtime, options, on_ready=ready, on_reload=reload))
+    finally:
+        if engine is not None:
+            err.print("stopping restate-server ...")
+            engine.stop()
+    err.print("stopped")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    restate_port: Annotated[int, typer.Option(help="The Restate endpoint port.")] = 9080,
+    register_with: Annotated[str | None, typer.Option(
+        "--register-with", envvar="GATEWAY_REGISTER_WITH",
+        help="Restate admin URL to register with once serving.")] = None,
+    advertised_url: Annotated[str | None, typer.Option(
+        envvar="GATEWAY_ADVERTISED_URL", help="URL the Restate server reaches us at.")] = None,
+    identity_keys: Annotated[str | None, typer.Option(
+        envvar="GATEWAY_IDENTITY_KEYS",
+        help="Comma-separated publickeyv1_... keys: only the Restate server may call us.")] = None,
+) -> None:
+    """Serve the gateway's Restate endpoint (no local engine): for containers and clusters."""
+    from gateway.bootstrap import runtime_from_config
+    from gateway.server import ServeOptions, serve_gateway
+
+    runtime, reload = runtime_from_config(config)
+    keys = [k.strip() for k in (identity_keys or "").split(",") if k.strip()]
+    options = ServeOptions(host=host, port=restate_port, register_with=register_with,
+                           advertised_url=advertised_url, identity_keys=keys)
+    asyncio.run(serve_gateway(
+        runtime, options, on_reload=reload,
+        on_ready=lambda: err.print(f"serving the Restate endpoint on {host}:{restate_port}"),
+    ))
+
+
+@app.command()
+def register(
+    admin_url: Annotated[str, typer.Option(envvar="GATEWAY_RESTATE_ADMIN_URL",
+                                           help="Restate admin API.")],
+    service_url: Annotated[str, typer.Option(help="URL the Restate server reaches the gateway at.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to keep trying.")] = 300.0,
+) -> None:
+    """Register the gateway's endpoint with a Restate server (retries until it answers)."""
+    from gateway.engine import register_deployment
+
+    result = register_deployment(admin_url, service_url, timeout=timeout)
+    services = [s.get("name") for s in result.get("services", [])]  # type: ignore[union-attr]
+    out.print(f"registered {service_url}: {', '.join(str(s) for s in services)}")
+
+
+@app.command()
+def channels() -> None:
+    """List the installed channel plugins."""
+    from gateway.channels import discover_plugins
+
+    table = Table("channel", "distribution", "version", "class")
+    for name, plugin in sorted(discover_plugins().items()):
+        table.add_row(name, plugin.distribution, plugin.version,
+                      f"{plugin.cls.__module__}.{plugin.cls.__qualname__}")
+    out.print(table)
+
+
+@app.command()
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every delivery.")] = 60.0,
+) -> None:
+    """Run one sample task end to end on loopback and show each delivery as it arrives."""
+    from gateway.demo import run_demo
+
+    code = run_demo(out, timeout=timeout)
+    raise typer.Exit(code)

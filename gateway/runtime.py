@@ -1,0 +1,69 @@
+"""The per-process runtime the handlers use: channels, agents, renderer, settings.
+
+Built once at the entry point (``gateway up``/``serve``, or a test fixture) and installed
+before the Restate app serves its first request; never built at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.agent import AgentRunner, AgentSpec, build_agent
+from gateway.channels import Channels, discover_plugins
+from gateway.errors import TaskInputError
+from gateway.render import Renderer
+
+__all__ = ["Runtime", "current_runtime", "install_runtime", "redactor"]
+
+
+def redactor(secrets: Iterable[str]) -> Callable[[str], str]:
+    """A function that replaces every configured secret value in a text by ``[redacted]``."""
+    values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for value in values:
+            if value in text:
+                text = text.replace(value, "[redacted]")
+        return text
+
+    return redact
+
+
+@dataclass
+class Runtime:
+    channels: Channels
+    agents: Mapping[str, AgentRunner]
+    renderer: Renderer = field(default_factory=Renderer)
+    redact: Callable[[str], str] = field(default=lambda text: text)
+    #: base URL of the gateway's API, for links in messages (None: no links)
+    public_url: str | None = None
+
+    def agent(self, name: str) -> AgentRunner:
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self.agents))
+            raise TaskInputError(f"unknown agent {name!r}; known: {known}") from None
+
+    @classmethod
+    def default(cls) -> Runtime:
+        """Every installed channel plugin with default options and the offline default agent."""
+        return cls(
+            channels=Channels.from_plugins(discover_plugins()),
+            agents={"default": build_agent(AgentSpec("default"))},
+        )
+
+
+_current: Runtime | None = None
+
+
+def install_runtime(runtime: Runtime) -> None:
+    global _current
+    _current = runtime
+
+
+def current_runtime() -> Runtime:
+    if _current is None:
+        raise RuntimeError("the gateway runtime is not installed: call install_runtime() first")
+    return _current

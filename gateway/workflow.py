@@ -1,0 +1,408 @@
+"""The Restate workflow ``AsyncNotificationsAgent`` and the receipts object ``TaskDeliveries``.
+
+``run`` (once per task id) journals the task, sends one ``on_notify`` per subscription, runs
+the agent durably and resolves the durable promise ``result`` (rejects it on failure).
+``on_notify`` (shared, any number, any time) awaits the promise - suspended, at no cost -
+renders the message and delivers it: every attempt is a journaled step, waits between
+attempts are durable timers, and a channel that gives up hands over to the next fallback.
+Receipts go to the virtual object ``TaskDeliveries`` keyed by task id, because shared
+workflow handlers cannot write workflow state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_ai.exceptions import AgentRunError, UserError
+from restate import (
+    ObjectContext,
+    ObjectSharedContext,
+    RunOptions,
+    TerminalError,
+    VirtualObject,
+    Workflow,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
+from restate.asyncio import wait_completed
+from restate.serde import BytesSerde
+
+from gateway.channels import format_validation_error
+from gateway.errors import (
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UserInputError,
+)
+from gateway.models import (
+    DeliveryReceipt,
+    DeliveryState,
+    Subscription,
+    Target,
+    Task,
+    TaskRequest,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+)
+from gateway.render import TaskView
+from gateway.runtime import Runtime, current_runtime
+
+__all__ = ["RESULT_PROMISE", "deliveries", "workflow"]
+
+RESULT_PROMISE = "result"
+RETENTION = timedelta(days=30)
+RAW = BytesSerde()
+
+workflow = Workflow("AsyncNotificationsAgent")
+deliveries = VirtualObject("TaskDeliveries")
+
+
+# --- input -------------------------------------------------------------------------------
+
+
+def _json_body(body: bytes | None, handler: str, expected: str) -> Any:
+    if not body:
+        raise TerminalError(f"{handler}: the request body is empty; send {expected}", 400)
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise TerminalError(
+            f"{handler}: the request body is not valid JSON ({exc}); send {expected}", 400
+        ) from None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return format_validation_error(exc)
+    return str(exc)
+
+
+def checked_subscription(rt: Runtime, task_id: str, raw: object) -> Subscription:
+    """Parse and validate a subscriber against this gateway's channels; TerminalError(400)."""
+    try:
+        sub = Subscription.parse(raw).with_id(task_id)
+        target = rt.channels.check(sub)
+        fallback = [t.model_copy(update={"target": rt.channels.check(t)}) for t in sub.fallback]
+    except (ValidationError, UserInputError, ValueError) as exc:
+        raise TerminalError(f"invalid subscriber: {_describe(exc)}", 400) from None
+    return sub.model_copy(update={"target": target, "fallback": fallback})
+
+
+def _encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(exclude_defaults=True).encode()
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+@workflow.main(input_serde=RAW, workflow_retention=RETENTION)
+async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
+    """Start a task: ``"a prompt"`` or ``{"prompt": ..., "agent": ..., "labels": ...,
+    "subscriptions": [...]}``."""
+    rt = current_runtime()
+    task_id = ctx.key()
+    expected = 'a JSON string prompt or {"prompt": "...", "subscriptions": [...]}'
+    problem: str | None = None
+    try:
+        request = TaskRequest.parse(_json_body(body, "run", expected))
+        runner = rt.agent(request.agent)
+        subs = [checked_subscription(rt, task_id, s) for s in request.subscriptions]
+    except (ValidationError, UserInputError, ValueError) as exc:
+        problem = _describe(exc)
+    except TerminalError as exc:
+        problem = exc.message
+    if problem is not None:
+        ctx.set("state", TaskState.FAILED.value)
+        ctx.set("error", f"invalid task: {problem}")
+        await ctx.promise(RESULT_PROMISE).reject(f"invalid task: {problem}", 400)
+        raise TerminalError(f"invalid task: {problem}", 400)
+
+    submitted_at = await ctx.time()
+    task = Task(task_id=task_id, prompt=request.prompt, agent=request.agent,
+                labels=request.labels, submitted_at=submitted_at)
+    ctx.set("task", task.model_dump(mode="json"))
+    ctx.set("state", TaskState.RUNNING.value)
+    if runner.spec.deadline:
+        ctx.set("deadline_at", submitted_at + runner.spec.deadline)
+    for sub in subs:
+        ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id)
+
+    try:
+        output = await runner.run(request.prompt)
+    except TerminalError as exc:
+        return await _fail(ctx, rt, exc.message)
+    except (AgentRunError, UserError) as exc:
+        return await _fail(ctx, rt, f"{type(exc).__name__}: {exc}")
+
+    completed_at = await ctx.time()
+    result = TaskResult(task_id=task_id, agent=task.agent, prompt=task.prompt, labels=task.labels,
+                        output=output, model=runner.model_name, completed_at=completed_at)
+    payload = result.model_dump(mode="json")
+    ctx.set("result", payload)
+    ctx.set("state", TaskState.SUCCEEDED.value)
+    await ctx.promise(RESULT_PROMISE).resolve(payload)
+    return payload
+
+
+async def _fail(ctx: WorkflowContext, rt: Runtime, error: str) -> dict[str, Any]:
+    error = rt.redact(error)
+    ctx.set("error", error)
+    ctx.set("completed_at", await ctx.time())
+    ctx.set("state", TaskState.FAILED.value)
+    await ctx.promise(RESULT_PROMISE).reject(error)
+    return {"task_id": ctx.key(), "state": TaskState.FAILED.value, "error": error}
+
+
+# --- subscribe / status --------------------------------------------------------------------
+
+
+@workflow.handler(input_serde=RAW)
+async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
+    """Validate a subscriber now (4xx on bad input) and start its ``on_notify``."""
+    rt = current_runtime()
+    sub = checked_subscription(
+        rt, ctx.key(), _json_body(body, "subscribe", '"me@example.com" or "CHANNEL:TARGET"')
+    )
+    ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id)
+    inst = rt.channels.get(sub.channel)
+    return {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
+            "target": inst.channel.redact_target(sub.target)}
+
+
+@workflow.handler()
+async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
+    """The task's state, its result or error, and every delivery receipt."""
+    task_raw = await ctx.get("task")
+    state = await ctx.get("state") or TaskState.UNKNOWN.value
+    result_raw = await ctx.get("result")
+    error = await ctx.get("error")
+    completed_at = await ctx.get("completed_at")
+    receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None)
+    out = TaskStatus(task_id=ctx.key(), state=TaskState(state), error=error,
+                     deliveries=[DeliveryReceipt.model_validate(r) for r in receipts])
+    if task_raw:
+        task = Task.model_validate(task_raw)
+        out = out.model_copy(update={"agent": task.agent, "prompt": task.prompt,
+                                     "labels": task.labels, "submitted_at": task.submitted_at})
+    if result_raw:
+        result = TaskResult.model_validate(result_raw)
+        out = out.model_copy(update={"output": result.output, "completed_at": result.completed_at})
+    elif completed_at:
+        out = out.model_copy(update={"completed_at": completed_at})
+    return out.model_dump(mode="json")
+
+
+# --- on_notify -----------------------------------------------------------------------------
+
+
+class AttemptOutcome(BaseModel):
+    """One journaled delivery attempt."""
+
+    ok: bool
+    at: float
+    permanent: bool = False
+    error: str | None = None
+    provider_status: int | None = None
+    retry_after: float | None = None
+
+
+def message_id(task_id: str, subscription_id: str, kind: str) -> str:
+    digest = hashlib.sha256(f"{task_id}\x00{subscription_id}\x00{kind}".encode()).hexdigest()
+    return "msg_" + digest[:32]
+
+
+@workflow.handler(input_serde=RAW, enable_lazy_state=True,
+                  idempotency_retention=timedelta(days=7))
+async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
+    """Tell one subscriber the task's outcome: ``"me@example.com"``, ``"CHANNEL:TARGET"`` or
+    ``{"channel": ..., "target": ..., "options": {...}, "fallback": [...]}``."""
+    rt = current_runtime()
+    raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+    sub = checked_subscription(rt, ctx.key(), raw)
+    promise = ctx.promise(RESULT_PROMISE)
+    try:
+        settled = await promise.peek() is not None
+    except TerminalError:
+        settled = True
+    outcome_future = promise.value()
+    if not settled:
+        waiting_since = await ctx.time()
+        _record(ctx, rt, sub, DeliveryState.WAITING, at=waiting_since)
+        if "timed_out" in sub.outcomes:
+            await _notice_at_deadline(ctx, rt, sub, outcome_future, waiting_since)
+    try:
+        result = TaskResult.model_validate(await outcome_future)
+    except TerminalError as exc:
+        return await _deliver_failure(ctx, rt, sub, exc.message)
+    view = TaskView(task_id=result.task_id, agent=result.agent, prompt=result.prompt,
+                    labels=result.labels, output=result.output, completed_at=result.completed_at)
+    if "succeeded" not in sub.outcomes:
+        return _skip(ctx, rt, sub, result.completed_at)
+    return await _deliver(ctx, rt, sub, "result", view)
+
+
+async def _notice_at_deadline(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription,
+                              outcome_future: Any, now: float) -> None:
+    deadline_at = await ctx.get("deadline_at")
+    if not deadline_at:
+        return
+    timer = ctx.sleep(timedelta(seconds=max(0.0, float(deadline_at) - now)), name="deadline")
+    done, _ = await wait_completed(outcome_future, timer)
+    if outcome_future in done:
+        return
+    view = await _task_view(ctx)
+    await _deliver(ctx, rt, sub, "still_running", view)
+
+
+async def _task_view(ctx: WorkflowSharedContext, error: str | None = None) -> TaskView:
+    task_raw = await ctx.get("task")
+    if task_raw:
+        task = Task.model_validate(task_raw)
+        return TaskView(task_id=task.task_id, agent=task.agent, prompt=task.prompt,
+                        labels=task.labels, error=error)
+    return TaskView(task_id=ctx.key(), agent="unknown", prompt="", error=error)
+
+
+async def _deliver_failure(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription,
+                           error: str) -> dict[str, Any]:
+    view = await _task_view(ctx, rt.redact(error))
+    if "failed" not in sub.outcomes:
+        return _skip(ctx, rt, sub, await ctx.time())
+    return await _deliver(ctx, rt, sub, "failure", view)
+
+
+def _skip(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]:
+    receipt = _record(ctx, rt, sub, DeliveryState.SKIPPED, at=at)
+    return receipt.model_dump(mode="json")
+
+
+async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, kind: Any,
+                   view: TaskView) -> dict[str, Any]:
+    """Try the subscription's channel, then each fallback; every attempt journaled."""
+    assert sub.id is not None
+    mid = message_id(view.task_id, sub.id, kind)
+    attempts = 0
+    last_error: str | None = None
+    last_status: int | None = None
+    at = 0.0
+    chain: list[Target] = [sub, *sub.fallback]
+    for step, target in enumerate(chain):
+        try:
+            inst = rt.channels.get(target.channel)
+            options = inst.effective_options(target.options)
+            message = rt.renderer.render(kind=kind, task=view, subscription=sub, target=target,
+                                         channel=inst, message_id=mid)
+        except UserInputError as exc:  # channel gone since subscribing, or a template failed
+            last_error = f"{target.channel}: {rt.redact(str(exc))}"
+            continue
+        policy = inst.retry
+
+        async def attempt() -> AttemptOutcome:
+            return await _attempt_once(rt, inst.channel, message, options, policy.attempt_timeout)
+
+        run_options: RunOptions[AttemptOutcome] = RunOptions(
+            type_hint=AttemptOutcome, max_attempts=policy.max_attempts,
+            initial_retry_interval=timedelta(seconds=policy.initial_interval),
+            max_retry_interval=timedelta(seconds=policy.max_interval),
+            retry_interval_factor=policy.factor,
+        )
+        for n in range(1, policy.max_attempts + 1):
+            attempts += 1
+            try:
+                outcome = await ctx.run_typed(f"deliver {target.channel} #{n}", attempt, run_options)
+            except TerminalError as exc:  # the channel raised something unexpected, retries spent
+                outcome = AttemptOutcome(ok=False, at=at, permanent=True,
+                                         error=rt.redact(exc.message))
+            at = outcome.at or at
+            if outcome.ok:
+                state = DeliveryState.DELIVERED if step == 0 else DeliveryState.DELIVERED_BY_FALLBACK
+                receipt = _record(ctx, rt, sub, state, at=at, kind=kind, attempts=attempts,
+                                  channel_used=target.channel, last_error=last_error,
+                                  provider_status=outcome.provider_status, message_id=mid,
+                                  delivered_at=at)
+                return receipt.model_dump(mode="json")
+            last_error = f"{target.channel}: {outcome.error}"
+            last_status = outcome.provider_status
+            if outcome.permanent or n == policy.max_attempts:
+                break
+            _record(ctx, rt, sub, DeliveryState.RETRYING, at=at, kind=kind, attempts=attempts,
+                    channel_used=target.channel, last_error=last_error,
+                    provider_status=last_status, message_id=mid)
+            await ctx.sleep(timedelta(seconds=policy.delay(n, outcome.retry_after)),
+                            name=f"retry {target.channel} #{n}")
+    receipt = _record(ctx, rt, sub, DeliveryState.FAILED, at=at, kind=kind, attempts=attempts,
+                      last_error=last_error, provider_status=last_status, message_id=mid)
+    return receipt.model_dump(mode="json")
+
+
+async def _attempt_once(rt: Runtime, channel: Any, message: Any, options: Any,
+                        timeout: float) -> AttemptOutcome:
+    import time
+
+    try:
+        receipt = await asyncio.wait_for(channel.send(message, options), timeout)
+    except TransientDeliveryError as exc:
+        return AttemptOutcome(ok=False, at=time.time(), error=rt.redact(str(exc)),
+                              provider_status=exc.status, retry_after=exc.retry_after)
+    except PermanentDeliveryError as exc:
+        return AttemptOutcome(ok=False, at=time.time(), permanent=True,
+                              error=rt.redact(str(exc)), provider_status=exc.status)
+    except TimeoutError:
+        return AttemptOutcome(ok=False, at=time.time(),
+                              error=f"no answer within {timeout:g}s (attempt timeout)")
+    return AttemptOutcome(ok=True, at=time.time(), provider_status=receipt.provider_status)
+
+
+def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: DeliveryState, *,
+            at: float, kind: str = "result", attempts: int = 0, channel_used: str | None = None,
+            last_error: str | None = None, provider_status: int | None = None,
+            message_id: str | None = None, delivered_at: float | None = None) -> DeliveryReceipt:
+    assert sub.id is not None
+    inst = rt.channels.get(sub.channel)
+    receipt = DeliveryReceipt(
+        subscription_id=sub.id, channel=sub.channel,
+        target=inst.channel.redact_target(sub.target), state=state, kind=kind,
+        channel_used=channel_used, attempts=attempts, last_error=last_error,
+        provider_status=provider_status, message_id=message_id, created_at=at, updated_at=at,
+        delivered_at=delivered_at, invocation_id=ctx.request().id,
+    )
+    ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
+    return receipt
+
+
+# --- receipts ------------------------------------------------------------------------------
+
+_RECEIPT = "r:"
+
+
+@deliveries.handler(name="record")
+async def record_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> None:
+    """Store the newest receipt of a subscription (a final state is never overwritten by an
+    earlier, non-final one of the same message kind)."""
+    new = DeliveryReceipt.model_validate(receipt)
+    key = _RECEIPT + new.subscription_id
+    old_raw = await ctx.get(key)
+    if old_raw:
+        old = DeliveryReceipt.model_validate(old_raw)
+        if old.state.final and not new.state.final and old.kind == new.kind:
+            return
+        new = new.model_copy(update={"created_at": old.created_at})
+    ctx.set(key, new.model_dump(mode="json"))
+
+
+@deliveries.handler(name="list", kind="shared")
+async def list_receipts(ctx: ObjectSharedContext) -> list[dict[str, Any]]:
+    """Every receipt of the task, oldest subscription first."""
+    out = []
+    for key in await ctx.state_keys():
+        if key.startswith(_RECEIPT):
+            value = await ctx.get(key)
+            if value:
+                out.append(value)
+    out.sort(key=lambda r: (r["created_at"], r["subscription_id"]))
+    return out

@@ -1,0 +1,42 @@
+"""Run the gateway's Restate endpoint in a thread of the test process (its own event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from gateway.engine import free_port
+from gateway.service import serve_app
+
+
+class ServiceThread:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.app = app
+        self.host = host
+        self.port = port or free_port(host)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="gateway-service", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._stop = asyncio.Event()
+        self._ready.set()
+        self._loop.run_until_complete(serve_app(self.app, self.host, self.port, self._stop))
+        self._loop.close()
+
+    def start(self) -> ServiceThread:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)

@@ -59,7 +59,7 @@ def _env_from_name() -> str | None:
 class EmailOptions(BaseModel):
     """SMTP server, credentials and sender of the ``email`` channel."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
 
     host: str = Field(default_factory=lambda: _env("SMTP_HOST") or "localhost", min_length=1)
     port: int | None = Field(

@@ -79,3 +79,65 @@ def make_message(target: str, **overrides: Any) -> Message:
     }
     fields.update(overrides)
     return Message(**fields)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class HttpReceiver:
+    """A loopback HTTP server that records requests and answers from a script."""
+
+    url: str
+    requests: list[Recorded] = field(default_factory=list)
+    #: (status, headers) answered in order; once used up, 200 with no extra headers
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[HttpReceiver]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    receiver = HttpReceiver(url="")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length)
+            with lock:
+                receiver.requests.append(
+                    Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()},
+                             body)
+                )
+                status, headers = receiver.script.pop(0) if receiver.script else (200, {})
+            payload = b"ok"
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -127,7 +127,7 @@ def test_tls_modes_map_to_apprise_urls(
 
 
 def test_credentials_are_quoted_into_the_url() -> None:
-    options = EmailOptions(username="me@example.com", password="p@ss:w/rd?")  # type: ignore[arg-type]
+    options = EmailOptions(username="me@example.com", password="p@ss:w/rd?")
     url = urlsplit(mailto_url(options, "a@example.com"))
     assert url.username == "me%40example.com"
     assert url.password == "p%40ss%3Aw%2Frd%3F"
@@ -158,7 +158,7 @@ def test_unknown_option_is_rejected() -> None:
 
 
 def test_password_is_not_in_the_options_repr() -> None:
-    options = EmailOptions(username="u", password="hunter2-secret")  # type: ignore[arg-type]
+    options = EmailOptions(username="u", password="hunter2-secret")
     assert "hunter2-secret" not in repr(options)
 
 

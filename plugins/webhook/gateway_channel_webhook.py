@@ -1,0 +1,373 @@
+"""The ``webhook`` channel: a JSON POST signed per the Standard Webhooks spec.
+
+The body is ``message.data`` (or, when it is empty, a small document with the message's id,
+task id, subscription id, kind, subject and text), as compact UTF-8 JSON. The headers are
+``webhook-id`` (the message id: the same for every retry, so receivers can drop duplicates),
+``webhook-timestamp`` (unix seconds of this attempt) and ``webhook-signature``: one
+``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` per secret, space-separated, so a
+receiver keeps verifying while secrets are rotated.
+
+Secrets are ``whsec_`` + base64 of at least 16 random bytes (``options.secret``, one or a list,
+default: the ``WEBHOOK_SECRET`` environment variable, several separated by spaces or commas).
+Unsigned webhooks are refused unless ``allow_unsigned: true`` says so explicitly.
+
+Outgoing webhooks refuse targets in private, loopback, link-local, shared, reserved,
+unspecified and multicast ranges unless ``allow_private_targets: true``: IP literals when the
+subscription is made, resolved addresses at send time; the request then goes to the checked
+address (TLS still verifies the host name), so DNS cannot swap in another one in between.
+
+Responses: 2xx delivered; 408, 425, 429 and 5xx transient (``Retry-After`` in seconds or as an
+HTTP date becomes ``retry_after``); 3xx (never followed) and other 4xx permanent; time-outs,
+DNS and connection failures transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from gateway.channels import Channel, Message, SendReceipt
+from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+
+__all__ = [
+    "WebhookChannel",
+    "WebhookOptions",
+    "check_address",
+    "parse_retry_after",
+    "sign",
+    "webhook_body",
+]
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 16
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+_RESERVED_HEADERS = frozenset(
+    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
+     "host", "transfer-encoding"}
+)
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_USER_AGENT = "notification-gateway-webhook/0.1"
+
+
+def _decode_secret(secret: str) -> bytes:
+    """The key bytes of a ``whsec_`` secret, or ``ValueError`` saying what is wrong."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(
+            f"a webhook secret must start with {SECRET_PREFIX!r} followed by base64 "
+            "(e.g. whsec_ + `openssl rand -base64 32`)"
+        )
+    encoded = secret[len(SECRET_PREFIX):]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the part after {SECRET_PREFIX!r} is not valid base64") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"the secret decodes to {len(key)} bytes; use at least {MIN_SECRET_BYTES} random "
+            "bytes (e.g. whsec_ + `openssl rand -base64 32`)"
+        )
+    return key
+
+
+def _env_secrets() -> Any:
+    """``WEBHOOK_SECRET`` split on spaces/commas, or None; validated by the options model."""
+    parts = [p for p in re.split(r"[\s,]+", os.environ.get("WEBHOOK_SECRET", "")) if p]
+    return parts or None
+
+
+class WebhookOptions(BaseModel):
+    """Signing, address policy and HTTP settings of the ``webhook`` channel."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
+
+    secret: SecretStr | list[SecretStr] | None = Field(
+        default_factory=_env_secrets,
+        description="whsec_ secret(s); several sign each message during key rotation",
+    )
+    allow_unsigned: bool = Field(False, description="send without a signature if no secret")
+    allow_private_targets: bool = Field(
+        False, description="allow private, loopback and link-local targets (tests, intranets)"
+    )
+    timeout: float = Field(10.0, gt=0, le=300, description="seconds one request may take")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra static headers")
+
+    @field_validator("secret")
+    @classmethod
+    def _secrets_are_whsec(
+        cls, v: SecretStr | list[SecretStr] | None
+    ) -> SecretStr | list[SecretStr] | None:
+        items = v if isinstance(v, list) else [v] if v is not None else []
+        for i, item in enumerate(items):
+            try:
+                _decode_secret(item.get_secret_value())
+            except ValueError as exc:
+                where = f"item {i}: " if isinstance(v, list) else ""
+                raise ValueError(f"{where}{exc}") from None
+        if isinstance(v, list) and not v:
+            return None
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_extra(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is set by the channel and cannot be overridden")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header {name!r} has a line break in its value")
+        return v
+
+    @property
+    def keys(self) -> list[bytes]:
+        """The HMAC keys, in the order given."""
+        secret = self.secret
+        items = secret if isinstance(secret, list) else [secret] if secret is not None else []
+        return [_decode_secret(s.get_secret_value()) for s in items]
+
+
+def webhook_body(message: Message) -> bytes:
+    """The exact bytes that are posted and signed."""
+    doc: dict[str, Any] = dict(message.data) or {
+        "id": message.id,
+        "task_id": message.task_id,
+        "subscription_id": message.subscription_id,
+        "kind": message.kind,
+        "subject": message.subject,
+        "text": message.text,
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]) -> str:
+    """The ``webhook-signature`` header value: one ``v1,<base64>`` per key."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        for key in keys
+    )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
+        return None
+    return max(0.0, seconds)
+
+
+def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``ip`` is not a public address (e.g. ``"loopback"``), or None if it is."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for what, flag in (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    ):
+        if flag:
+            return what
+    if not ip.is_global:
+        return "non-public"
+    return None
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+class WebhookChannel(Channel[WebhookOptions]):
+    """Signed JSON POST to an http(s) URL (``webhook:https://example.com/hooks/agent``)."""
+
+    name: ClassVar[str] = "webhook"
+    Options: ClassVar[type[BaseModel]] = WebhookOptions
+    template_kind: ClassVar[str] = "webhook"
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    # -- target --------------------------------------------------------------------------
+
+    def validate_target(self, target: str, options: WebhookOptions) -> str:
+        url = target.strip()
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"{self.redact_target(url)!r} must be an http:// or https:// URL")
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise ValueError(
+                f"{self.redact_target(url)!r} has credentials in the URL; "
+                "put them in options.headers instead"
+            )
+        try:
+            host, _port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ValueError(f"{self.redact_target(url)!r}: {exc}") from None
+        if not host:
+            raise ValueError(f"{url!r} has no host")
+        if any(ch.isspace() for ch in url):
+            raise ValueError(f"{self.redact_target(url)!r} contains white space")
+        if not options.allow_private_targets:
+            ip = _ip_literal(host)
+            why = check_address(ip) if ip is not None else (
+                "loopback" if host.lower().rstrip(".") in ("localhost", "localhost.localdomain")
+                or host.lower().endswith(".localhost") else None
+            )
+            if why is not None:
+                raise ValueError(
+                    f"{self.redact_target(url)!r} is a {why} address; outgoing webhooks only go "
+                    "to public addresses unless options.allow_private_targets is true"
+                )
+        if not options.secret and not options.allow_unsigned:
+            raise ValueError(
+                "no signing secret: set options.secret to a whsec_ secret (or WEBHOOK_SECRET), "
+                "or options.allow_unsigned: true to send unsigned webhooks"
+            )
+        return url
+
+    def redact_target(self, target: str) -> str:
+        parts = urlsplit(target.strip())
+        try:
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            return f"{parts.scheme}://…"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def _get_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+                timeout=httpx.Timeout(10.0, pool=60.0),
+                follow_redirects=False,
+                headers={"user-agent": _USER_AGENT},
+            )
+        return self._client
+
+    async def _resolve(
+        self, host: str, port: int
+    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+    async def _pinned_url(
+        self, url: httpx.URL, what: str
+    ) -> tuple[httpx.URL, dict[str, Any]]:
+        """``url`` with its host replaced by a checked public address, and the request
+        extensions that keep TLS verifying the original host name."""
+        host = url.host
+        ip = _ip_literal(host)
+        if ip is not None:
+            why = check_address(ip)
+            if why is not None:
+                raise PermanentDeliveryError(f"{what}: {ip} is a {why} address; refused")
+            return url, {}
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            addresses = await self._resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise TransientDeliveryError(f"{what}: cannot resolve {host}: {exc}") from None
+        for address in addresses:
+            why = check_address(address)
+            if why is not None:
+                raise PermanentDeliveryError(
+                    f"{what}: {host} resolves to {address}, a {why} address; refused "
+                    "(options.allow_private_targets allows it)"
+                )
+        if not addresses:
+            raise TransientDeliveryError(f"{what}: {host} resolves to no address")
+        extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+        return url.copy_with(host=str(addresses[0])), extensions
+
+    async def send(self, message: Message, options: WebhookOptions) -> SendReceipt:
+        what = f"webhook to {self.redact_target(message.target)}"
+        try:
+            target = self.validate_target(message.target, options)
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"webhook: {exc}") from None
+        body = webhook_body(message)
+        timestamp = int(time.time())
+        headers = {
+            **options.headers,
+            "content-type": "application/json",
+            "webhook-id": message.id,
+            "webhook-timestamp": str(timestamp),
+        }
+        keys = options.keys
+        if keys:
+            headers["webhook-signature"] = sign(message.id, timestamp, body, keys)
+        url = httpx.URL(target)
+        headers["host"] = url.netloc.decode("ascii")
+        extensions: dict[str, Any] = {}
+        if not options.allow_private_targets:
+            url, extensions = await self._pinned_url(url, what)
+        timeout = httpx.Timeout(options.timeout, pool=max(60.0, options.timeout))
+        try:
+            response = await self._get_client().post(
+                url, content=body, headers=headers, timeout=timeout, extensions=extensions
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientDeliveryError(
+                f"{what}: timed out after {options.timeout:g}s ({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise TransientDeliveryError(f"{what}: {type(exc).__name__}: {exc}") from None
+        return _receipt(response, what)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _receipt(response: httpx.Response, what: str) -> SendReceipt:
+    status = response.status_code
+    said = f"HTTP {status} {response.reason_phrase}".strip()
+    if 200 <= status < 300:
+        return SendReceipt(provider_status=status, detail=said)
+    if status in _TRANSIENT_STATUSES or status >= 500:
+        raise TransientDeliveryError(
+            f"{what}: {said} (transient)", status=status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if 300 <= status < 400:
+        raise PermanentDeliveryError(
+            f"{what}: {said}: redirects are not followed; subscribe the final URL", status=status
+        )
+    raise PermanentDeliveryError(f"{what}: {said} (permanent)", status=status)

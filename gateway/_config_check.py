@@ -1,0 +1,415 @@
+"""Checks a configuration document and reports every problem with its file, line and key path.
+
+Each entry of each section is validated on its own (so one bad channel does not hide the
+problems of the others), then the references between sections are checked: plugins and
+their options, channels, agents, templates, fallbacks and targets.
+"""
+
+from __future__ import annotations
+
+import copy as copy_module
+import difflib
+import re
+import types
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from gateway._yaml_lines import (
+    KeyPath,
+    YamlDocument,
+    YamlSyntaxError,
+    format_path,
+    parse_yaml,
+    resolve_env,
+)
+from gateway.channels import Channel, ChannelPlugin
+from gateway.config import (
+    MIN_SECRET_LENGTH,
+    AgentConfig,
+    ChannelConfig,
+    Destination,
+    GatewayConfig,
+    StandingSubscription,
+    TemplateSet,
+)
+from gateway.render import check_templates
+
+__all__ = ["check"]
+
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = (models or args)[0]
+        else:
+            return annotation
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class found at ``loc`` inside ``model`` (None when it is not a model)."""
+    current: Any = model
+    i = 0
+    while i < len(loc):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        info = current.model_fields.get(str(loc[i]))
+        if info is None:
+            return None
+        current = _unwrap(info.annotation)
+        i += 1
+        while get_origin(current) in (dict, list) and i < len(loc):
+            current = _unwrap(get_args(current)[-1])
+            i += 1
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _suggest(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _unknown_key(key: str, allowed: Collection[str]) -> str:
+    return (f"unknown key {key!r}; {_suggest(key, allowed)}"
+            f"expected one of: {', '.join(allowed)}")
+
+
+def _message(err: Mapping[str, Any], parent: type[BaseModel] | None) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        if parent is None:
+            return f"unknown key {key!r}"
+        return _unknown_key(key, list(parent.model_fields))
+    if kind == "missing":
+        return "is required"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{value!r} is not one of {expected}"
+    msg = str(err["msg"])
+    if kind in ("value_error", "assertion_error"):
+        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind.endswith("_type"):
+        return f"{msg}, not {_describe(value)}"
+    return msg
+
+
+@dataclass
+class _Report:
+    source: str
+    doc: YamlDocument
+    problems: list[tuple[int, int, str]] = field(default_factory=list)
+    suppressed: list[KeyPath] = field(default_factory=list)
+
+    def add(self, path: KeyPath, message: str, *, line: int | None = None,
+            depends_on: KeyPath | None = None) -> None:
+        """Report a problem, unless it follows from one already reported (a missing
+        environment variable, or a key that failed validation) at ``path`` or ``depends_on``."""
+        if any(p[: len(s)] == s for s in self.suppressed for p in (path, depends_on or path)):
+            return
+        where = format_path(path)
+        text = f"{self.source}:{line or self.doc.line_of(path)} "
+        text += f"{where}: {message}" if where else message
+        self.problems.append((line or self.doc.line_of(path), len(self.problems), text))
+
+    def add_validation(self, prefix: KeyPath, exc: ValidationError,
+                       model: type[BaseModel] | None) -> None:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            parent = _model_at(model, loc[:-1]) if model is not None else None
+            self.add((*prefix, *loc), _message(err, parent))
+
+    def lines(self, secrets: Sequence[str]) -> list[str]:
+        out = []
+        longest_first = sorted(set(secrets), key=len, reverse=True)
+        for _, _, text in sorted(self.problems):
+            for secret in longest_first:
+                text = text.replace(secret, "***")
+            if text not in out:
+                out.append(text)
+        return out
+
+
+def _without(value: Any, locs: Sequence[tuple[str | int, ...]]) -> Any:
+    """A copy of ``value`` without the entries at ``locs`` (the ones that failed)."""
+    copy = copy_module.deepcopy(value)
+    for loc in sorted(locs, key=lambda loc: [str(p).zfill(9) for p in loc], reverse=True):
+        parent = copy
+        for part in loc[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                break
+        else:
+            if isinstance(parent, dict) and loc[-1] in parent:
+                del parent[loc[-1]]
+            elif isinstance(parent, list) and isinstance(loc[-1], int) and loc[-1] < len(parent):
+                del parent[loc[-1]]
+    return copy
+
+
+def _entries(report: _Report, name: str, value: object, model: type[BaseModel],
+             as_list: bool) -> dict[Any, Any]:
+    """Validate each entry of a section on its own; return the valid ones by key/index.
+
+    An entry with errors is reported, then validated again without the failing keys, so
+    that what remains of it is still checked against the other sections.
+    """
+    if value is None:
+        return {}
+    container = list if as_list else dict
+    if not isinstance(value, container):
+        shape = "a list" if as_list else "a mapping of name -> entry"
+        report.add((name,), f"must be {shape}, not {_describe(value)}")
+        return {}
+    items = enumerate(value) if isinstance(value, list) else value.items()
+    valid: dict[Any, Any] = {}
+    for key, item in items:
+        try:
+            valid[key] = model.model_validate(item)
+        except ValidationError as exc:
+            report.add_validation((name, key), exc, model)
+            locs = [tuple(p for p in e["loc"] if isinstance(p, str | int)) for e in exc.errors()]
+            if all(locs):  # every error is at a key that can be left out
+                report.suppressed.extend((name, key, *loc) for loc in locs)
+                try:
+                    valid[key] = model.model_validate(_without(item, locs))
+                except ValidationError as again:  # e.g. a check across keys, now reachable
+                    report.add_validation((name, key), again, model)
+    return valid
+
+
+@dataclass
+class _Context:
+    report: _Report
+    plugins: Mapping[str, ChannelPlugin]
+    channels: dict[str, ChannelConfig]
+    channel_names: list[str]
+    template_names: Collection[str]
+    instances: dict[str, Channel[Any]] = field(default_factory=dict)
+    #: channels whose configured options fail their plugin's model (reported there)
+    bad_options: set[str] = field(default_factory=set)
+
+    def unknown_channel(self, name: str) -> str:
+        return f"unknown channel {name!r}; known: {', '.join(self.channel_names) or 'none'}"
+
+    def plugin_of(self, channel: str) -> ChannelPlugin | None:
+        configured = self.channels.get(channel)
+        return self.plugins.get(configured.plugin or channel if configured else channel)
+
+    def instance(self, plugin: ChannelPlugin) -> Channel[Any]:
+        found = self.instances.get(plugin.name)
+        if found is None:
+            found = self.instances[plugin.name] = plugin.cls()
+        return found
+
+
+def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
+    report = ctx.report
+    for name, channel in valid.items():
+        base: KeyPath = ("channels", name)
+        if not _CHANNEL_NAME.match(name):
+            report.add(base, f"channel name {name!r} must be lower-case letters, digits, '-' "
+                             "or '_', starting with a letter")
+        plugin_name = channel.plugin or name
+        plugin = ctx.plugins.get(plugin_name)
+        installed = ", ".join(sorted(ctx.plugins)) or "none"
+        if plugin is None:
+            hint = "" if channel.plugin else "; set plugin: to one of them"
+            report.add((*base, "plugin") if channel.plugin else base,
+                       f"unknown plugin {plugin_name!r}; installed: {installed}{hint}")
+        else:
+            try:
+                plugin.cls.Options.model_validate(channel.options)
+            except ValidationError as exc:
+                report.add_validation((*base, "options"), exc, plugin.cls.Options)
+                ctx.bad_options.add(name)
+        for i, other in enumerate(channel.fallback):
+            if other == name:
+                report.add((*base, "fallback", i), f"channel {name!r} cannot fall back to itself")
+            elif other not in ctx.channel_names:
+                report.add((*base, "fallback", i), ctx.unknown_channel(other))
+        if channel.template is not None and channel.template not in ctx.template_names:
+            report.add((*base, "template"), _unknown_template(channel.template, ctx))
+
+
+def _unknown_template(name: str, ctx: _Context) -> str:
+    known = ", ".join(sorted(ctx.template_names)) or "none (add a templates: section)"
+    return f"unknown template {name!r}; known: {known}"
+
+
+def _check_destination(ctx: _Context, path: KeyPath, sub_path: KeyPath,
+                       sub: StandingSubscription, dest: Destination,
+                       valid_channels: Collection[str]) -> None:
+    report = ctx.report
+    if dest.channel not in ctx.channel_names:
+        report.add((*path, "channel"), ctx.unknown_channel(dest.channel))
+        return
+    if not _CHANNEL_NAME.match(dest.channel):
+        return  # the channel's name is reported where it is defined
+    try:
+        target = sub.target_for(dest)
+    except ValidationError as exc:
+        report.add_validation(path, exc, None)
+        return
+    if target is None:
+        report.add(path, f"no target for channel {dest.channel!r}: give target: here or add "
+                         f"targets: {{{dest.channel}: ...}} to the subscription",
+                   depends_on=(*sub_path, "targets", dest.channel))
+        return
+    plugin = ctx.plugin_of(dest.channel)
+    if plugin is None or dest.channel in ctx.bad_options or (
+        dest.channel in ctx.channels and dest.channel not in valid_channels
+    ):
+        return  # the channel's own problem is reported with the channel
+    configured = ctx.channels.get(dest.channel)
+    try:
+        options = plugin.cls.Options.model_validate(
+            {**(configured.options if configured else {}), **dest.options})
+    except ValidationError as exc:
+        report.add_validation((*path, "options"), exc, plugin.cls.Options)
+        return
+    try:
+        ctx.instance(plugin).validate_target(target.target, options)
+    except ValueError as exc:
+        where = (*path, "target") if dest.target else (*sub_path, "targets", dest.channel)
+        report.add(where, str(exc))
+
+
+def _check_subscriptions(ctx: _Context, valid: Mapping[int, StandingSubscription],
+                         agent_names: Collection[str], valid_channels: Collection[str]) -> None:
+    report = ctx.report
+    first: dict[str, int] = {}
+    for index, sub in valid.items():
+        base: KeyPath = ("subscriptions", index)
+        if sub.name in first:
+            report.add((*base, "name"), f"duplicate subscription name {sub.name!r} (also "
+                                        f"subscriptions[{first[sub.name]}])")
+        first.setdefault(sub.name, index)
+        for i, agent in enumerate(sub.match.agents):
+            if agent not in agent_names:
+                report.add((*base, "match", "agents", i),
+                           f"unknown agent {agent!r}; known: {', '.join(sorted(agent_names))}")
+        for channel in sub.targets:
+            if channel not in ctx.channel_names:
+                report.add((*base, "targets", channel), ctx.unknown_channel(channel))
+        for key, dests in (("notify", sub.notify), ("fallback", sub.fallback or [])):
+            for i, dest in enumerate(dests):
+                _check_destination(ctx, (*base, key, i), base, sub, dest, valid_channels)
+        if sub.template is not None and sub.template not in ctx.template_names:
+            report.add((*base, "template"), _unknown_template(sub.template, ctx))
+
+
+def _check_agents(report: _Report, valid: Mapping[str, AgentConfig],
+                  output_schemas: Collection[str] | None) -> None:
+    for name, agent in valid.items():
+        if not _AGENT_NAME.match(name):
+            report.add(("agents", name), f"agent name {name!r} must be letters, digits, '.', "
+                                         "'-' or '_' (at most 64)")
+        schema = agent.output_schema
+        if output_schemas is not None and schema is not None and schema not in output_schemas:
+            known = ", ".join(sorted(output_schemas)) or "none"
+            report.add(("agents", name, "output_schema"),
+                       f"unknown output schema {schema!r}; known: {known}")
+
+
+def _check_templates(report: _Report, valid: Mapping[str, TemplateSet]) -> None:
+    for problem in check_templates(valid):
+        path: KeyPath = ("templates", problem.template, problem.field)
+        line = None
+        message = problem.message
+        if problem.line is not None:
+            start = report.doc.value_lines.get(path)
+            line = start + problem.line - 1 if start is not None else None
+            message = f"{message} (line {problem.line} of the template)"
+        report.add(path, message, line=line)
+
+
+def check(
+    text: str,
+    *,
+    plugins: Mapping[str, ChannelPlugin],
+    source: str,
+    env: Mapping[str, str],
+    output_schemas: Collection[str] | None,
+) -> tuple[GatewayConfig | None, list[str], list[str]]:
+    """``(config or None, error lines, secret values)`` of a configuration text."""
+    try:
+        doc = parse_yaml(text)
+    except YamlSyntaxError as exc:
+        where = f"{source}:{exc.line}" if exc.line else source
+        return None, [f"{where} {exc.message}"], []
+    report = _Report(source, doc)
+    for path, line, first_line in doc.duplicates:
+        report.add(path, f"duplicate key (first at line {first_line})", line=line)
+    data = {} if doc.data is None else doc.data
+    if not isinstance(data, dict):
+        report.add((), "the file must be a mapping with the sections agents, channels, "
+                       f"subscriptions and templates, not {_describe(data)}")
+        return None, report.lines([]), []
+    resolved = resolve_env(data, env)
+    for path, message in resolved.errors:
+        report.add(path, message)
+        report.suppressed.append(path)
+    data = resolved.data
+    secrets = [s for s in resolved.secrets if len(s) >= MIN_SECRET_LENGTH]
+
+    sections = list(GatewayConfig.model_fields)
+    for key in data:
+        if key not in sections:
+            report.add((str(key),), f"unknown section {key!r}; {_suggest(str(key), sections)}"
+                                    f"expected one of: {', '.join(sections)}")
+    agents = _entries(report, "agents", data.get("agents"), AgentConfig, as_list=False)
+    channels = _entries(report, "channels", data.get("channels"), ChannelConfig, as_list=False)
+    subscriptions = _entries(report, "subscriptions", data.get("subscriptions"),
+                             StandingSubscription, as_list=True)
+    templates = _entries(report, "templates", data.get("templates"), TemplateSet, as_list=False)
+
+    def names(section: str) -> list[str]:
+        value = data.get(section)
+        return [str(k) for k in value] if isinstance(value, dict) else []
+
+    agents.setdefault("default", AgentConfig())
+    ctx = _Context(
+        report, plugins, channels,
+        channel_names=sorted(set(plugins) | set(names("channels"))),
+        template_names=names("templates"),
+    )
+    _check_agents(report, agents, output_schemas)
+    _check_channels(ctx, channels)
+    _check_subscriptions(ctx, subscriptions, sorted({*names("agents"), "default"}), channels)
+    _check_templates(report, templates)
+    if report.problems:
+        return None, report.lines(secrets), secrets
+    config = GatewayConfig(
+        agents=agents, channels=channels, subscriptions=list(subscriptions.values()),
+        templates=templates,
+    )
+    return config, [], secrets

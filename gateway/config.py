@@ -1,0 +1,378 @@
+"""The gateway configuration: one YAML file, validated into a :class:`GatewayConfig`.
+
+::
+
+    agents:         name -> model, instructions, output schema, deadline, timeout
+    channels:       name -> plugin, options (checked by the plugin), retry, fallback, template
+    subscriptions:  standing subscriptions: who (targets), which tasks (match), how (notify)
+    templates:      name -> Jinja2 templates per field (see gateway._templates)
+
+Strings may reference the environment as ``${NAME}`` (or ``${NAME:-default}``; ``$${`` is a
+literal ``${``). Resolved values are secrets: they never appear in an error or a ``repr``,
+and :meth:`GatewayConfig.secret_values` lists them so logs can redact them.
+
+Loading collects every problem and raises :class:`~gateway.errors.ConfigError` with one line
+per problem: ``FILE:LINE KEY.PATH: what is wrong``. Each section is its own model, so a new
+section (``api``, ``hooks``) is one more field of :class:`GatewayConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from gateway._templates import TemplateSet
+from gateway.errors import ConfigError, TaskInputError
+from gateway.models import Outcome, RetryPolicy, Subscription, Target
+
+if TYPE_CHECKING:
+    from gateway.channels import ChannelPlugin
+    from gateway.models import Task
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_PATH",
+    "AgentConfig",
+    "ChannelConfig",
+    "Destination",
+    "GatewayConfig",
+    "Match",
+    "StandingSubscription",
+    "TemplateSet",
+    "load_config",
+    "parse_config",
+    "resolve_config_path",
+]
+
+DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
+CONFIG_ENV_VAR = "GATEWAY_CONFIG"
+DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
+#: a resolved value shorter than this is not redacted (it would mangle unrelated text)
+MIN_SECRET_LENGTH = 4
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9_.-]*:\S.*$")
+_OFFLINE = re.compile(r"^offline(:fail|:sleep=\d+(\.\d+)?)?$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def resolve_config_path(
+    cli_value: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
+) -> Path:
+    """The configuration file to use: ``--config``, else ``$GATEWAY_CONFIG``, else the default."""
+    if cli_value:
+        return Path(cli_value)
+    from_env = (os.environ if env is None else env).get(CONFIG_ENV_VAR, "").strip()
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def _duration(value: object) -> object:
+    """Seconds as a number, or text with a unit: ``90``, ``500ms``, ``30s``, ``5m``, ``2h``."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write seconds (90) or 30s, 5m, 2h")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+def _text_target(value: object) -> object:
+    if isinstance(value, bool) or isinstance(value, int | float):
+        raise ValueError(f"target must be text; quote it in YAML (\"{value}\"): numbers lose "
+                         "their leading + and zeros")
+    return value
+
+
+TargetText = Annotated[str, BeforeValidator(_text_target)]
+
+
+class _ReprText(str):
+    """A pre-rendered (redacted) repr of a field value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class Section(BaseModel):
+    """Base of every configuration model: unknown keys are errors; reprs hide secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    _secrets: tuple[str, ...] = PrivateAttr(default=())
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            text = repr(value)
+            for secret in self._secrets:
+                text = text.replace(secret, "***")
+            yield name, _ReprText(text)
+
+
+class AgentConfig(Section):
+    """One named agent."""
+
+    model: str = Field("offline", description="pydantic-ai model string, or offline")
+    instructions: str = DEFAULT_INSTRUCTIONS
+    output_schema: str | None = Field(None, description="name of a known output schema")
+    deadline: Duration | None = Field(
+        None, description="seconds after which timed_out subscribers get a still-running notice")
+    timeout: Duration | None = Field(None, description="seconds the agent run may take at most")
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts of each model call")
+
+    @field_validator("model")
+    @classmethod
+    def _model_string(cls, v: str) -> str:
+        v = v.strip()
+        if v.startswith("offline"):
+            if not _OFFLINE.match(v):
+                raise ValueError(f"{v!r} is not an offline model; use offline, offline:fail or "
+                                 "offline:sleep=SECONDS")
+        elif not _MODEL.match(v):
+            raise ValueError(f"{v!r} is not a model string; use offline or PROVIDER:MODEL "
+                             "(e.g. openai:gpt-4o-mini)")
+        return v
+
+    @model_validator(mode="after")
+    def _deadline_before_timeout(self) -> AgentConfig:
+        if self.deadline is not None and self.timeout is not None and self.deadline >= self.timeout:
+            raise ValueError(f"deadline ({self.deadline:g}s) must be shorter than timeout "
+                             f"({self.timeout:g}s): the still-running notice would come too late")
+        return self
+
+
+class ChannelConfig(Section):
+    """One named channel instance: a plugin with its options."""
+
+    plugin: str | None = Field(None, description="plugin name; default: the channel's name")
+    options: dict[str, Any] = Field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    fallback: list[str] = Field(default_factory=list, max_length=8,
+                                description="channels to try, in order, when this one fails")
+    template: str | None = Field(None, description="template set for this channel")
+
+
+def _label_text(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _label_values(value: object) -> object:
+    """``team: ml`` or ``team: [ml, data]``; numbers and booleans are compared as text."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        key: [_label_text(v) for v in values] if isinstance(values, list) else [_label_text(values)]
+        for key, values in value.items()
+    }
+
+
+def _default_outcomes() -> list[Outcome]:
+    return ["succeeded", "failed"]
+
+
+class Match(Section):
+    """Which tasks a standing subscription gets. Empty lists match everything."""
+
+    agents: list[str] = Field(default_factory=list)
+    labels: Annotated[dict[str, list[str]], BeforeValidator(_label_values)] = Field(
+        default_factory=dict, description="label -> value (or list of accepted values)")
+    outcomes: list[Outcome] = Field(default_factory=_default_outcomes, min_length=1)
+
+
+class Destination(Section):
+    """Where to deliver: a channel and a target (default: the subscription's ``targets``).
+
+    Written as an object, or as text: a channel name (``slack``), ``CHANNEL:TARGET``
+    (``slack:#ml-alerts``) or an email address.
+    """
+
+    channel: str
+    target: TargetText | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if _CHANNEL_NAME.match(text):
+            return {"channel": text}
+        parsed = Subscription.parse(text)
+        return {"channel": parsed.channel, "target": parsed.target}
+
+
+class StandingSubscription(Section):
+    """A subscription of the configuration: every matching task is delivered to it."""
+
+    name: str = Field(pattern=_NAME)
+    match: Match = Field(default_factory=Match)
+    targets: dict[str, TargetText] = Field(
+        default_factory=dict, description="who: this subscriber's target on each channel")
+    notify: list[Destination] = Field(min_length=1, max_length=32)
+    fallback: list[Destination] | None = Field(
+        None, max_length=8, description="overrides the channels' configured fallback")
+    template: str | None = None
+
+    def target_for(self, destination: Destination) -> Target | None:
+        """The destination with its target filled in from ``targets`` (None: no target)."""
+        target = destination.target or self.targets.get(destination.channel)
+        if target is None:
+            return None
+        return Target(channel=destination.channel, target=target, options=destination.options)
+
+
+class GatewayConfig(Section):
+    """The whole configuration. Build it with :func:`load_config` or :func:`parse_config`."""
+
+    agents: dict[str, AgentConfig] = Field(default_factory=lambda: {"default": AgentConfig()})
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    subscriptions: list[StandingSubscription] = Field(default_factory=list)
+    templates: dict[str, TemplateSet] = Field(default_factory=dict)
+
+    _source: str = PrivateAttr(default="<config>")
+
+    @property
+    def source(self) -> str:
+        """The file this configuration was read from, as given."""
+        return self._source
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every value taken from the environment (long enough to redact), longest first."""
+        return self._secrets
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret value replaced by ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def agent(self, name: str) -> AgentConfig:
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self.agents))
+            raise TaskInputError(f"unknown agent {name!r}; known: {known}") from None
+
+    def channel_instances(self) -> dict[str, tuple[str, dict[str, Any], RetryPolicy | None]]:
+        """``name -> (plugin, options, retry)``, for ``Channels.from_plugins(configured=...)``."""
+        return {
+            name: (channel.plugin or name, dict(channel.options), channel.retry)
+            for name, channel in self.channels.items()
+        }
+
+    def channel_fallbacks(self) -> dict[str, list[str]]:
+        """``channel -> fallback channel names``, for :func:`gateway.routing.route`."""
+        return {name: list(c.fallback) for name, c in self.channels.items() if c.fallback}
+
+    def channel_templates(self) -> dict[str, str]:
+        """``channel -> template set name``, for :class:`gateway.render.Renderer`."""
+        return {name: c.template for name, c in self.channels.items() if c.template}
+
+    def route(self, task: Task) -> list[Subscription]:
+        """The standing subscriptions ``task`` gets (see :func:`gateway.routing.route`)."""
+        from gateway.routing import route
+
+        return route(task, self.subscriptions, self.channel_fallbacks())
+
+    def summary(self) -> str:
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}{'' if n == 1 else 's'}"
+
+        return ", ".join([
+            count(len(self.agents), "agent"),
+            count(len(self.channels), "channel"),
+            count(len(self.subscriptions), "subscription"),
+            count(len(self.templates), "template"),
+        ])
+
+    def _hide(self, secrets: Sequence[str]) -> None:
+        values = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH},
+                              key=lambda s: (-len(s), s)))
+        for model in _models(self):
+            model._secrets = values
+
+
+def _models(value: object) -> Iterator[Section]:
+    if isinstance(value, Section):
+        yield value
+        for name in type(value).model_fields:
+            yield from _models(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _models(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _models(item)
+
+
+def parse_config(
+    text: str,
+    *,
+    plugins: Mapping[str, ChannelPlugin],
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    output_schemas: Collection[str] | None = None,
+) -> GatewayConfig:
+    """Validate configuration ``text``; raise :class:`ConfigError` with every problem.
+
+    ``plugins`` are the installed channel plugins (``discover_plugins()``); ``env`` defaults
+    to the process environment; ``output_schemas``, when given, are the known schema names.
+    """
+    from gateway._config_check import check
+
+    config, errors, secrets = check(
+        text, plugins=plugins, source=source, env=os.environ if env is None else env,
+        output_schemas=output_schemas,
+    )
+    if errors or config is None:
+        raise ConfigError(errors)
+    config._source = source
+    config._hide(secrets)
+    return config
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    plugins: Mapping[str, ChannelPlugin],
+    env: Mapping[str, str] | None = None,
+    output_schemas: Collection[str] | None = None,
+) -> GatewayConfig:
+    """Read and validate the configuration file at ``path`` (see :func:`parse_config`)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([
+            f"{source}: no such file; give the path with --config or {CONFIG_ENV_VAR}"
+        ]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    return parse_config(text, plugins=plugins, source=source, env=env,
+                        output_schemas=output_schemas)

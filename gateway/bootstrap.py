@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.agent import AgentSpec, build_agent
 from gateway.channels import ChannelPlugin, Channels, discover_plugins
+from gateway.errors import ConfigError
 from gateway.models import RetryPolicy
-from gateway.runtime import Runtime, redactor
+from gateway.render import Renderer
+from gateway.runtime import Runtime, install_runtime, redactor
 
-__all__ = ["build_runtime"]
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+
+__all__ = ["build_runtime", "runtime_for", "runtime_from_config"]
+
+log = logging.getLogger("gateway.bootstrap")
 
 
 def build_runtime(
@@ -22,7 +30,8 @@ def build_runtime(
     secrets: list[str] | None = None,
     public_url: str | None = None,
 ) -> Runtime:
-    """Discover the plugins (unless given), configure channels and agents."""
+    """A runtime without a configuration file: plugins (discovered unless given), channel
+    instances, agents (an offline ``default`` one at least)."""
     found = discover_plugins() if plugins is None else plugins
     specs = {spec.name: spec for spec in (agents or [])}
     specs.setdefault("default", AgentSpec("default"))
@@ -34,6 +43,47 @@ def build_runtime(
     )
 
 
-def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None] | None]:
-    """The runtime of ``gateway up``/``serve``, and what SIGHUP should do (reload)."""
-    return build_runtime(), None
+def runtime_for(config: GatewayConfig, plugins: Mapping[str, ChannelPlugin], *,
+                channel_overrides: Mapping[str, tuple[str, Mapping[str, Any],
+                                                      RetryPolicy | None]] | None = None,
+                shared: Channels | None = None, public_url: str | None = None) -> Runtime:
+    """The runtime of a loaded configuration. ``shared``: reuse its plugin instances (and so
+    their pooled clients) - used when reloading."""
+    configured = {**config.channel_instances(), **(channel_overrides or {})}
+    specs = [AgentSpec(name, a.model, a.instructions, a.deadline, a.max_attempts)
+             for name, a in config.agents.items()]
+    return Runtime(
+        channels=Channels.from_plugins(plugins, configured, shared=shared),
+        agents={spec.name: build_agent(spec) for spec in specs},
+        renderer=Renderer.from_config(config),
+        redact=redactor(config.secret_values()),
+        route=config.route,
+        public_url=public_url,
+    )
+
+
+def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None]]:
+    """The runtime of ``gateway up``/``serve`` from ``--config``/``$GATEWAY_CONFIG``/the
+    default file, and what SIGHUP should do: reload it, keeping the old one if it is invalid.
+    Tasks already routed keep their routing: routing is journaled by ``run``."""
+    from gateway.config import DEFAULT_CONFIG_PATH, load_config, resolve_config_path
+
+    plugins = discover_plugins()
+    config_path = resolve_config_path(path)
+    if path is None and config_path == DEFAULT_CONFIG_PATH and not config_path.exists():
+        runtime = build_runtime(plugins=plugins)
+    else:
+        runtime = runtime_for(load_config(config_path, plugins=plugins), plugins)
+    state = {"runtime": runtime}
+
+    def reload() -> None:
+        try:
+            config = load_config(config_path, plugins=plugins)
+        except ConfigError as exc:
+            log.error("configuration reload refused; keeping the running one:\n%s", exc)
+            return
+        state["runtime"] = runtime_for(config, plugins, shared=state["runtime"].channels)
+        install_runtime(state["runtime"])
+        log.warning("configuration reloaded from %s: %s", config_path, config.summary())
+
+    return runtime, reload

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from gateway.agent import AgentRunner, AgentSpec, build_agent
 from gateway.channels import Channels, discover_plugins
 from gateway.errors import TaskInputError
+from gateway.models import Subscription, Task
 from gateway.render import Renderer
 
 __all__ = ["Runtime", "current_runtime", "install_runtime", "redactor"]
@@ -36,6 +37,8 @@ class Runtime:
     agents: Mapping[str, AgentRunner]
     renderer: Renderer = field(default_factory=Renderer)
     redact: Callable[[str], str] = field(default=lambda text: text)
+    #: standing subscriptions a task gets (from the configuration); pure, journaled by run
+    route: Callable[[Task], list[Subscription]] = field(default=lambda task: [])
     #: base URL of the gateway's API, for links in messages (None: no links)
     public_url: str | None = None
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_ai.exceptions import AgentRunError, UserError
+import restate
 from restate import (
     ObjectContext,
     ObjectSharedContext,
@@ -53,6 +54,8 @@ from gateway.render import TaskView
 from gateway.runtime import Runtime, current_runtime
 
 __all__ = ["RESULT_PROMISE", "deliveries", "workflow"]
+
+log = restate.getLogger("gateway.workflow")
 
 RESULT_PROMISE = "result"
 RETENTION = timedelta(days=30)
@@ -129,7 +132,14 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     ctx.set("state", TaskState.RUNNING.value)
     if runner.spec.deadline:
         ctx.set("deadline_at", submitted_at + runner.spec.deadline)
-    for sub in subs:
+    # standing subscriptions: journaled, so a configuration change cannot alter who was chosen
+    routed = await ctx.run_typed("route", lambda: _route(rt, task),
+                                 RunOptions(type_hint=list[dict[str, Any]], max_attempts=3))
+    chosen = {sub.id: sub for sub in subs}
+    for raw in routed:
+        sub = Subscription.model_validate(raw)
+        chosen.setdefault(sub.id, sub)
+    for sub in chosen.values():
         ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id)
 
     try:
@@ -147,6 +157,24 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     ctx.set("state", TaskState.SUCCEEDED.value)
     await ctx.promise(RESULT_PROMISE).resolve(payload)
     return payload
+
+
+def _route(rt: Runtime, task: Task) -> list[dict[str, Any]]:
+    """The standing subscriptions of ``task`` that this gateway's channels accept."""
+    out = []
+    for sub in rt.route(task):
+        try:
+            sub = sub.with_id(task.task_id)
+            target = rt.channels.check(sub)
+            fallback = [t.model_copy(update={"target": rt.channels.check(t)})
+                        for t in sub.fallback]
+        except UserInputError as exc:
+            log.error("standing subscription %s skipped for task %s: %s", sub.source,
+                      task.task_id, rt.redact(str(exc)))
+            continue
+        out.append(sub.model_copy(update={"target": target, "fallback": fallback})
+                   .model_dump(mode="json", exclude_defaults=True))
+    return out
 
 
 async def _fail(ctx: WorkflowContext, rt: Runtime, error: str) -> dict[str, Any]:

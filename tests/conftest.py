@@ -97,36 +97,63 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 
-def make_runtime(mailbox: Mailbox) -> Runtime:
-    """The runtime of the in-process gateway: real plugins, loopback targets, fast retries,
-    and agents that succeed, fail and dawdle."""
-    from gateway.agent import AgentSpec, build_agent
-    from gateway.channels import Channels, discover_plugins
-    from gateway.models import RetryPolicy
-    from gateway.runtime import Runtime, redactor
+TEST_CONFIG = """
+agents:
+  default: {model: offline}
+  failing: {model: "offline:fail", max_attempts: 2}
+  slow: {model: "offline:sleep=3", deadline: 1s}
+channels:
+  email:
+    plugin: email
+    options: {host: 127.0.0.1, port: MAILBOX_PORT, tls: none, from_addr: gateway@example.com}
+    retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
+  webhook:
+    plugin: webhook
+    options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
+    retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
+subscriptions:
+  - name: ml-team
+    match: {labels: {team: ml}, outcomes: [succeeded, failed]}
+    notify: [{channel: webhook, target: "RECEIVER_URL/hooks/standing-ml"}]
+"""
 
-    fast = RetryPolicy(max_attempts=3, initial_interval=0.2, max_interval=1.0, attempt_timeout=10)
-    configured = {
-        "email": ("email", {"host": "127.0.0.1", "port": mailbox.port, "tls": "none",
-                            "from_addr": "gateway@example.com"}, fast),
-        "webhook": ("webhook", {"secret": WEBHOOK_SECRET, "allow_private_targets": True}, fast),
-    }
-    agents = {
-        "default": build_agent(AgentSpec("default")),
-        "failing": build_agent(AgentSpec("failing", "offline:fail", max_attempts=2)),
-        "slow": build_agent(AgentSpec("slow", "offline:sleep=3", deadline=1.0)),
-    }
-    return Runtime(channels=Channels.from_plugins(discover_plugins(), configured), agents=agents,
-                   redact=redactor([WEBHOOK_SECRET]))
+
+def write_test_config(path: Path, mailbox: Mailbox, receiver: WebhookReceiver) -> Path:
+    text = TEST_CONFIG.replace("MAILBOX_PORT", str(mailbox.port)).replace(
+        "RECEIVER_URL", receiver.url)
+    path.write_text(text)
+    return path
+
+
+TEST_ENV = {"TEST_WEBHOOK_SECRET": WEBHOOK_SECRET}
 
 
 @pytest.fixture(scope="session")
-def gateway(restate_server: LocalEngine, mailbox: Mailbox) -> Iterator[str]:
+def config_file(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox,
+                webhook_receiver: WebhookReceiver) -> Path:
+    return write_test_config(tmp_path_factory.mktemp("config") / "gateway.yaml", mailbox,
+                             webhook_receiver)
+
+
+def make_runtime(config_file: Path) -> Runtime:
+    """The runtime of the in-process gateway, from a YAML file through the real loader:
+    real plugins, loopback targets, fast retries, agents that succeed, fail and dawdle."""
+    from gateway.bootstrap import runtime_for
+    from gateway.channels import discover_plugins
+    from gateway.config import load_config
+
+    plugins = discover_plugins()
+    config = load_config(config_file, plugins=plugins, env=TEST_ENV)
+    return runtime_for(config, plugins)
+
+
+@pytest.fixture(scope="session")
+def gateway(restate_server: LocalEngine, config_file: Path) -> Iterator[str]:
     """The gateway's Restate endpoint, served in-process and registered; yields its URL."""
     from gateway.service import create_app
     from tests.support.service import ServiceThread
 
-    runtime = make_runtime(mailbox)
+    runtime = make_runtime(config_file)
     service = ServiceThread(create_app(runtime), cleanup=runtime.channels.aclose).start()
     register(restate_server, service.url)
     try:

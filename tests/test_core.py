@@ -42,7 +42,7 @@ def test_early_subscribers_on_two_channels_get_the_result(
 ) -> None:
     task_id = new_id("early")
     to = f"{task_id}@example.com"
-    request = TaskRequest(prompt="Write a poem about queues", labels={"team": "ml"},
+    request = TaskRequest(prompt="Write a poem about queues", labels={"team": "data"},
                           subscriptions=[Subscription.parse(to),
                                          Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id))])
     assert client.submit(task_id, request).new
@@ -50,7 +50,7 @@ def test_early_subscribers_on_two_channels_get_the_result(
     status = client.wait(task_id, timeout=30)
     assert status.state is TaskState.SUCCEEDED
     assert status.output and "Write a poem about queues" in status.output
-    assert status.labels == {"team": "ml"}
+    assert status.labels == {"team": "data"}
     assert sorted(d.channel for d in status.deliveries) == ["email", "webhook"]
     assert all(d.state is DeliveryState.DELIVERED and d.attempts == 1 for d in status.deliveries)
 
@@ -206,3 +206,46 @@ def test_secret_never_in_status(gateway: str, client: GatewayClient) -> None:
     status = client.wait(task_id, timeout=60)
     assert status.deliveries[0].state is DeliveryState.FAILED
     assert WEBHOOK_SECRET not in json.dumps(status.model_dump(mode="json"))
+
+
+def test_standing_subscription_matched_by_label_is_delivered(
+    gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
+) -> None:
+    """Nobody is named at submit time: the configuration routes team=ml to the ML webhook."""
+    task_id = new_id("standing")
+    client.submit(task_id, TaskRequest(prompt="Retrain the model", labels={"team": "ml"}))
+    client.submit(new_id("other"), TaskRequest(prompt="Not for ML", labels={"team": "ops"}))
+    status = client.wait(task_id, timeout=30)
+    [receipt] = status.deliveries
+    assert receipt.channel == "webhook" and receipt.state is DeliveryState.DELIVERED
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        hooks = [h for h in webhook_receiver.delivered()
+                 if h.path == "/hooks/standing-ml" and h.json()["task_id"] == task_id]
+        if hooks:
+            break
+        time.sleep(0.05)
+    assert len(hooks) == 1
+    others = [h for h in webhook_receiver.delivered()
+              if h.path == "/hooks/standing-ml" and h.json()["labels"].get("team") == "ops"]
+    assert others == []
+
+
+def test_deadline_sends_still_running_then_the_result(
+    gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
+) -> None:
+    task_id = new_id("deadline")
+    wants_notice = Subscription(channel="webhook", target=hook_url(webhook_receiver, task_id),
+                                outcomes=["succeeded", "timed_out"])
+    plain = Subscription(channel="webhook", target=hook_url(webhook_receiver, task_id) + "/plain")
+    client.submit(task_id, TaskRequest(prompt="Take your time", agent="slow",
+                                       subscriptions=[wants_notice, plain]))
+    hooks = hooks_for(webhook_receiver, task_id, 2, timeout=30)
+    assert [h.json()["type"] for h in hooks] == ["task.still_running", "task.succeeded"]
+    assert hooks[0].headers["webhook-id"] != hooks[1].headers["webhook-id"]
+    status = client.wait(task_id, timeout=30)
+    assert status.state is TaskState.SUCCEEDED
+    plain_hooks = [h for h in webhook_receiver.delivered() if h.path.endswith(f"{task_id}/plain")]
+    assert [h.json()["type"] for h in plain_hooks] == ["task.succeeded"]

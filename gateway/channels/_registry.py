@@ -123,10 +123,16 @@ class Channels:
         cls,
         plugins: Mapping[str, ChannelPlugin],
         configured: Mapping[str, tuple[str, Mapping[str, Any], RetryPolicy | None]] | None = None,
+        *,
+        shared: Channels | None = None,
     ) -> Channels:
         """Every plugin under its own name with default options, plus configured instances
-        (``name -> (plugin name, options, retry policy)``), which win on a name clash."""
-        shared: dict[str, Channel[Any]] = {}
+        (``name -> (plugin name, options, retry policy)``), which win on a name clash.
+        One object per plugin serves all its instances; ``shared`` lends its objects (and so
+        their pooled clients) to the new set, as a configuration reload does."""
+        shared_objects: dict[str, Channel[Any]] = (
+            {i.plugin.name: i.channel for i in shared._instances.values()} if shared else {}
+        )
 
         def instance(name: str, plugin_name: str, options: Mapping[str, Any],
                      retry: RetryPolicy | None) -> ChannelInstance:
@@ -136,7 +142,9 @@ class Channels:
                     f"installed: {', '.join(sorted(plugins)) or 'none'}"
                 )
             plugin = plugins[plugin_name]
-            channel = shared.setdefault(plugin_name, plugin.cls())
+            channel = shared_objects.get(plugin_name)
+            if channel is None:
+                channel = shared_objects[plugin_name] = plugin.cls()
             return ChannelInstance(name, plugin, channel, dict(options), retry or plugin.cls.retry)
 
         instances = {name: instance(name, name, {}, None) for name in plugins}

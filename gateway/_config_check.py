@@ -90,6 +90,25 @@ def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseMode
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _data_loc(loc: Sequence[str | int], data: object) -> tuple[str | int, ...]:
+    """``loc`` without the parts pydantic adds that are not keys of the data (the members of
+    a union, such as ``list[str]``), so that it is a path in the file."""
+    out: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            out.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            out.append(part)
+            current = current[part]
+        elif i == len(loc) - 1 and isinstance(current, dict):
+            out.append(part)  # a missing or an unknown key: still part of the path
+        elif not isinstance(current, dict | list) and data is None:
+            out.append(part)  # no data to check against
+    return tuple(out)
+
+
 def _suggest(word: str, choices: Collection[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""
@@ -140,9 +159,9 @@ class _Report:
         self.problems.append((line or self.doc.line_of(path), len(self.problems), text))
 
     def add_validation(self, prefix: KeyPath, exc: ValidationError,
-                       model: type[BaseModel] | None) -> None:
+                       model: type[BaseModel] | None, data: object = None) -> None:
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            loc = _data_loc(err["loc"], data)
             parent = _model_at(model, loc[:-1]) if model is not None else None
             self.add((*prefix, *loc), _message(err, parent))
 
@@ -195,14 +214,14 @@ def _entries(report: _Report, name: str, value: object, model: type[BaseModel],
         try:
             valid[key] = model.model_validate(item)
         except ValidationError as exc:
-            report.add_validation((name, key), exc, model)
-            locs = [tuple(p for p in e["loc"] if isinstance(p, str | int)) for e in exc.errors()]
+            report.add_validation((name, key), exc, model, item)
+            locs = [_data_loc(e["loc"], item) for e in exc.errors()]
             if all(locs):  # every error is at a key that can be left out
                 report.suppressed.extend((name, key, *loc) for loc in locs)
                 try:
                     valid[key] = model.model_validate(_without(item, locs))
                 except ValidationError as again:  # e.g. a check across keys, now reachable
-                    report.add_validation((name, key), again, model)
+                    report.add_validation((name, key), again, model, item)
     return valid
 
 
@@ -249,7 +268,8 @@ def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
             try:
                 plugin.cls.Options.model_validate(channel.options)
             except ValidationError as exc:
-                report.add_validation((*base, "options"), exc, plugin.cls.Options)
+                report.add_validation((*base, "options"), exc, plugin.cls.Options,
+                                      channel.options)
                 ctx.bad_options.add(name)
         for i, other in enumerate(channel.fallback):
             if other == name:
@@ -290,11 +310,11 @@ def _check_destination(ctx: _Context, path: KeyPath, sub_path: KeyPath,
     ):
         return  # the channel's own problem is reported with the channel
     configured = ctx.channels.get(dest.channel)
+    merged = {**(configured.options if configured else {}), **dest.options}
     try:
-        options = plugin.cls.Options.model_validate(
-            {**(configured.options if configured else {}), **dest.options})
+        options = plugin.cls.Options.model_validate(merged)
     except ValidationError as exc:
-        report.add_validation((*path, "options"), exc, plugin.cls.Options)
+        report.add_validation((*path, "options"), exc, plugin.cls.Options, merged)
         return
     try:
         ctx.instance(plugin).validate_target(target.target, options)
@@ -320,9 +340,13 @@ def _check_subscriptions(ctx: _Context, valid: Mapping[int, StandingSubscription
         for channel in sub.targets:
             if channel not in ctx.channel_names:
                 report.add((*base, "targets", channel), ctx.unknown_channel(channel))
-        for key, dests in (("notify", sub.notify), ("fallback", sub.fallback or [])):
-            for i, dest in enumerate(dests):
-                _check_destination(ctx, (*base, key, i), base, sub, dest, valid_channels)
+        if sub.channel is not None:  # the shorthand: channel: and target: beside name:
+            _check_destination(ctx, base, base, sub, sub.notify[0], valid_channels)
+        else:
+            for i, dest in enumerate(sub.notify):
+                _check_destination(ctx, (*base, "notify", i), base, sub, dest, valid_channels)
+        for i, dest in enumerate(sub.fallback or []):
+            _check_destination(ctx, (*base, "fallback", i), base, sub, dest, valid_channels)
         if sub.template is not None and sub.template not in ctx.template_names:
             report.add((*base, "template"), _unknown_template(sub.template, ctx))
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from jinja2 import ChainableUndefined, Template, TemplateError, TemplateSyntaxError, Undefined
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict
 
@@ -127,6 +128,16 @@ def _json_finalize(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, where touching an unsafe attribute is an error at once (the
+    stock sandbox renders it as empty text, which hides the mistake)."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+
 def _environment(name: EnvName) -> ImmutableSandboxedEnvironment:
     finalize: Callable[[object], object] = {
         "plain": _plain_finalize,
@@ -134,7 +145,7 @@ def _environment(name: EnvName) -> ImmutableSandboxedEnvironment:
         "slack": _slack_finalize,
         "json": _json_finalize,
     }[name]
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         autoescape=name == "html",
         undefined=ChainableUndefined,
         finalize=finalize,

@@ -115,8 +115,12 @@ def parse_yaml(text: str) -> YamlDocument:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            problem = f"{exc.context}: {exc.problem}" if "found" in exc.problem else exc.problem
+        context = exc.context_mark
+        if exc.context and exc.problem and context is not None and mark is not None:
+            if context.line != mark.line:
+                problem += f" ({exc.context} at line {context.line + 1})"
+            elif "found" in exc.problem:
+                problem = f"{exc.context}: {problem}"
         raise YamlSyntaxError(mark.line + 1 if mark else None, f"YAML syntax: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(None, f"YAML syntax: {exc}") from None

@@ -63,7 +63,7 @@ DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
 #: a resolved value shorter than this is not redacted (it would mangle unrelated text)
 MIN_SECRET_LENGTH = 4
 
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9_.-]*:\S.*$")
 _OFFLINE = re.compile(r"^offline(:fail|:sleep=\d+(\.\d+)?)?$")
@@ -226,16 +226,44 @@ class Destination(Section):
 
 
 class StandingSubscription(Section):
-    """A subscription of the configuration: every matching task is delivered to it."""
+    """A subscription of the configuration: every matching task is delivered to it.
 
-    name: str = Field(pattern=_NAME)
+    ``notify`` lists the destinations (each delivered on its own); ``channel`` with
+    ``target`` is a shorthand for a single one.
+    """
+
+    name: str
     match: Match = Field(default_factory=Match)
     targets: dict[str, TargetText] = Field(
         default_factory=dict, description="who: this subscriber's target on each channel")
-    notify: list[Destination] = Field(min_length=1, max_length=32)
+    channel: str | None = Field(None, description="shorthand: notify: [{channel, target}]")
+    target: TargetText | None = None
+    notify: list[Destination] = Field(default_factory=list, max_length=32)
     fallback: list[Destination] | None = Field(
         None, max_length=8, description="overrides the channels' configured fallback")
     template: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"name {v!r} must be letters, digits, '.', '-' or '_' "
+                             "(at most 64, starting with a letter or digit)")
+        return v
+
+    @model_validator(mode="after")
+    def _shorthand(self) -> StandingSubscription:
+        if self.channel is not None:
+            shorthand = Destination(channel=self.channel, target=self.target)
+            if self.notify and self.notify != [shorthand]:  # (equal: validated before)
+                raise ValueError("give either channel: (with target:) or notify:, not both")
+            self.notify = [shorthand]
+        elif self.target is not None:
+            raise ValueError("target: needs channel: beside it (or use notify:)")
+        if not self.notify:
+            raise ValueError("say where to deliver: notify: [{channel: ..., target: ...}] "
+                             "(or channel: with target:)")
+        return self
 
     def target_for(self, destination: Destination) -> Target | None:
         """The destination with its target filled in from ``targets`` (None: no target)."""

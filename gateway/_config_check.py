@@ -337,9 +337,12 @@ def _check_subscriptions(ctx: _Context, valid: Mapping[int, StandingSubscription
             if agent not in agent_names:
                 report.add((*base, "match", "agents", i),
                            f"unknown agent {agent!r}; known: {', '.join(sorted(agent_names))}")
-        for channel in sub.targets:
+        for channel in sub.targets:  # all of them: channel fallbacks may use any
             if channel not in ctx.channel_names:
                 report.add((*base, "targets", channel), ctx.unknown_channel(channel))
+            else:
+                _check_destination(ctx, (*base, "targets", channel), base, sub,
+                                   Destination(channel=channel), valid_channels)
         if sub.channel is not None:  # the shorthand: channel: and target: beside name:
             _check_destination(ctx, base, base, sub, sub.notify[0], valid_channels)
         else:

@@ -5,10 +5,9 @@ which posts to the webhook's own channel) or a channel (``#general``, a channel 
 ``C0123ABCD``, ``@user``), which needs ``options.bot_token`` (default ``SLACK_BOT_TOKEN``) to
 post with ``chat.postMessage``, or else ``options.webhook_url`` (default ``SLACK_WEBHOOK_URL``).
 
-The message goes out as Block Kit: a header with the subject and a ``mrkdwn`` section with the
-text, which is read as CommonMark and converted by Apprise (``*em*`` -> ``_em_``,
-``[text](url)`` -> ``<url|text>``, ``&`` -> ``&amp;``). Blocks rendered by the template layer
-(``message.data["blocks"]``, a list of Block Kit blocks) replace those.
+The message goes out as Block Kit, through an Apprise Block Kit template: the blocks rendered
+by the template layer (``message.data["blocks"]``), else a header with the subject and a
+``mrkdwn`` section with the text, which is sent as it is (it is Slack mrkdwn already).
 Apprise's footer, icon and timestamp are turned off.
 
 Failures: HTTP 408, 425, 429 and 5xx are transient, other 4xx (a revoked webhook, an unknown
@@ -33,8 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.channels import Channel, Message, SendReceipt
 from gateway.errors import PermanentDeliveryError
+from gateway.text import shorten
 
-__all__ = ["SlackChannel", "SlackOptions", "slack_url"]
+__all__ = ["SlackChannel", "SlackOptions", "default_blocks", "slack_url"]
 
 _WEBHOOK = re.compile(
     r"^https://hooks\.slack\.com/services/(?P<a>[A-Z0-9]+)/(?P<b>[A-Z0-9]+)/(?P<c>[A-Za-z0-9]+)/?$",
@@ -43,6 +43,9 @@ _WEBHOOK = re.compile(
 _CHANNEL = re.compile(r"^[#@]?[A-Za-z0-9_-]{1,32}$")  # what Apprise accepts
 _BOT_TOKEN = re.compile(r"^(?:xoxe\.)?xox[abp]-[A-Za-z0-9-]+$")
 _QUIET = {"blocks": "yes", "footer": "no", "image": "no", "timestamp": "no"}
+_HEADER_LIMIT = 150  # Slack's limits: header text, section text, blocks per message
+_SECTION_LIMIT = 3000
+_MAX_BLOCKS = 50
 
 
 def _env_secret(name: str) -> Any:
@@ -125,13 +128,22 @@ def _redact(target: str) -> str:
     return target
 
 
+def default_blocks(subject: str, text: str) -> list[dict[str, Any]]:
+    """A header with the subject and ``mrkdwn`` sections with the text (Slack's limits)."""
+    blocks: list[dict[str, Any]] = []
+    if subject.strip():
+        blocks.append({"type": "header", "text": {
+            "type": "plain_text", "text": shorten(" ".join(subject.split()), _HEADER_LIMIT)}})
+    for start in range(0, max(len(text), 1), _SECTION_LIMIT):
+        chunk = text[start:start + _SECTION_LIMIT] or " "
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+    return blocks[:_MAX_BLOCKS]
+
+
 @contextmanager
-def _blocks_template(message: Message) -> Iterator[str | None]:
-    """A Block Kit template file for the blocks in ``message.data``, if there are any."""
-    blocks = message.data.get("blocks")
-    if not blocks:
-        yield None
-        return
+def _blocks_template(message: Message) -> Iterator[str]:
+    """A Block Kit template file: the blocks in ``message.data``, else :func:`default_blocks`."""
+    blocks = message.data.get("blocks") or default_blocks(message.subject, message.text)
     if not (isinstance(blocks, list)
             and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks)):
         raise PermanentDeliveryError(
@@ -173,7 +185,7 @@ class SlackChannel(Channel[SlackOptions]):
             except ValueError as exc:
                 raise PermanentDeliveryError(f"slack: {exc}") from None
             return await self._runner.notify(
-                url, title=message.subject, body=message.text, body_format=NotifyFormat.MARKDOWN,
+                url, title=message.subject, body=message.text, body_format=NotifyFormat.TEXT,
                 time_limit=options.timeout, what=what, secrets=secrets,
             )
 

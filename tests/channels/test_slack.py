@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import requests
 import responses
-from gateway_channel_slack import SlackChannel, SlackOptions
+from gateway_channel_slack import SlackChannel, SlackOptions, default_blocks
 from pydantic import ValidationError
 
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
@@ -18,8 +18,7 @@ HOOK = "https://hooks.slack.com/services/T00000001/B00000002/abcdefSECRET0123456
 OTHER_HOOK = "https://hooks.slack.com/services/T00000003/B00000004/zyxwvuSECRET9876543210"
 BOT = "xoxb-1234-5678-SECRETtoken"
 POST_MESSAGE = "https://slack.com/api/chat.postMessage"
-HEADER = {"type": "header",
-          "text": {"type": "plain_text", "text": "Task task-42 finished", "emoji": True}}
+HEADER = {"type": "header", "text": {"type": "plain_text", "text": "Task task-42 finished"}}
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +55,8 @@ async def test_incoming_webhook_payload(
     channel: SlackChannel, slack: responses.RequestsMock
 ) -> None:
     slack.add(responses.POST, HOOK, body="ok")
-    message = make_message(HOOK, text="Report is *ready*: [open](https://example.com) & enjoy")
+    mrkdwn = "Report is *ready*: <https://example.com|open> &amp; enjoy"
+    message = make_message(HOOK, text=mrkdwn)
     receipt = await channel.send(message, SlackOptions())
 
     assert receipt.detail == "accepted by Slack"
@@ -64,18 +64,9 @@ async def test_incoming_webhook_payload(
     assert url == HOOK
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert "Authorization" not in headers
-    assert body == {
-        "attachments": [{
-            "blocks": [
-                HEADER,
-                {"type": "section", "text": {
-                    "type": "mrkdwn",
-                    "text": "Report is _ready_: <https://example.com|open> &amp; enjoy",
-                }},
-            ],
-            "color": "#3AA3E3",
-        }]
-    }
+    assert body == {"attachments": [{"blocks": [
+        HEADER, {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}},
+    ]}]}
 
 
 async def test_bot_token_posts_to_the_channel(
@@ -88,11 +79,10 @@ async def test_bot_token_posts_to_the_channel(
     assert url == POST_MESSAGE
     assert headers["Authorization"] == f"Bearer {BOT}"
     assert body == {
-        "attachments": [{
-            "blocks": [HEADER, {"type": "section",
-                                "text": {"type": "mrkdwn", "text": "The agent says: all done."}}],
-            "color": "#3AA3E3",
-        }],
+        "attachments": [{"blocks": [
+            HEADER, {"type": "section",
+                     "text": {"type": "mrkdwn", "text": "The agent says: all done."}},
+        ]}],
         "username": "Agent",
         "channel": "#agents",
     }
@@ -232,3 +222,10 @@ def test_bad_credentials_fail_naming_the_field(fields: dict[str, str], field: st
 )
 def test_redact_target_hides_webhook_tokens(target: str, shown: str) -> None:
     assert SlackChannel().redact_target(target) == shown
+
+
+def test_default_blocks_respect_slack_limits() -> None:
+    blocks = default_blocks("s" * 200, "x" * 7000)
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "section"]
+    assert len(blocks[0]["text"]["text"]) == 150
+    assert "".join(b["text"]["text"] for b in blocks[1:]) == "x" * 7000

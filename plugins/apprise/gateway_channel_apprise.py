@@ -229,7 +229,10 @@ class AppriseOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout: float = Field(30.0, gt=0, le=600, description="seconds one delivery may take")
+    timeout: float = Field(
+        25.0, gt=0, le=600,
+        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
+    )
     body_format: Literal["text", "markdown", "html"] = Field(
         "text", description="what the service gets: the text, the text as markdown, or the HTML"
     )

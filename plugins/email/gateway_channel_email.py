@@ -72,7 +72,10 @@ class EmailOptions(BaseModel):
     from_addr: str = Field(default_factory=_env_from)
     from_name: str | None = Field(default_factory=_env_from_name)
     verify_certificate: bool = True
-    timeout: float = Field(30.0, gt=0, le=600, description="seconds one delivery may take")
+    timeout: float = Field(
+        25.0, gt=0, le=600,
+        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
+    )
 
     @field_validator("tls", mode="before")
     @classmethod

@@ -67,7 +67,10 @@ class SlackOptions(BaseModel):
         description="incoming webhook used for channel targets when there is no bot token",
     )
     username: str | None = Field(None, max_length=80, description="bot name shown in Slack")
-    timeout: float = Field(30.0, gt=0, le=300, description="seconds one delivery may take")
+    timeout: float = Field(
+        20.0, gt=0, le=300,
+        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
+    )
 
     @field_validator("bot_token")
     @classmethod

@@ -68,7 +68,10 @@ class SmsOptions(BaseModel):
     url: SecretStr | None = Field(
         None, description="Apprise URL of another SMS provider, with {to} for the number"
     )
-    timeout: float = Field(30.0, gt=0, le=300, description="seconds one delivery may take")
+    timeout: float = Field(
+        20.0, gt=0, le=300,
+        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
+    )
 
     @field_validator("account_sid")
     @classmethod

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway._yaml_lines import (
     KeyPath,
@@ -225,6 +225,27 @@ def _entries(report: _Report, name: str, value: object, model: type[BaseModel],
     return valid
 
 
+_ENTRY_SECTIONS = ("agents", "channels", "subscriptions", "templates")
+
+
+def _other_sections(report: _Report, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Every other section of :class:`GatewayConfig` (``api``, ``hooks`` ...), validated whole
+    by its own model: adding a section is adding a field."""
+    valid: dict[str, Any] = {}
+    for name, info in GatewayConfig.model_fields.items():
+        if name in _ENTRY_SECTIONS or name not in data:
+            continue
+        declared: Any = info.annotation
+        annotation = _unwrap(declared)
+        try:
+            valid[name] = TypeAdapter(declared).validate_python(data[name])
+        except ValidationError as exc:
+            model = annotation if isinstance(annotation, type) and issubclass(
+                annotation, BaseModel) else None
+            report.add_validation((name,), exc, model, data[name])
+    return valid
+
+
 @dataclass
 class _Context:
     report: _Report
@@ -418,6 +439,7 @@ def check(
     subscriptions = _entries(report, "subscriptions", data.get("subscriptions"),
                              StandingSubscription, as_list=True)
     templates = _entries(report, "templates", data.get("templates"), TemplateSet, as_list=False)
+    others = _other_sections(report, data)
 
     def names(section: str) -> list[str]:
         value = data.get(section)
@@ -437,6 +459,6 @@ def check(
         return None, report.lines(secrets), secrets
     config = GatewayConfig(
         agents=agents, channels=channels, subscriptions=list(subscriptions.values()),
-        templates=templates,
+        templates=templates, **others,
     )
     return config, [], secrets

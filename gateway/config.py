@@ -50,6 +50,7 @@ __all__ = [
     "Destination",
     "GatewayConfig",
     "Match",
+    "Section",
     "StandingSubscription",
     "TemplateSet",
     "load_config",

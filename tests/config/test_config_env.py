@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
+import gateway._config_check
 from gateway.channels import ChannelPlugin
 from gateway.config import (
     DEFAULT_CONFIG_PATH,
     GatewayConfig,
+    Section,
     load_config,
     parse_config,
     resolve_config_path,
@@ -188,3 +191,28 @@ def test_config_helpers(plugins: dict[str, ChannelPlugin]) -> None:
     assert (sub.channel, sub.target, sub.source) == ("ops", "ops@example.com", "all")
     assert config.summary() == "1 agent, 2 channels, 1 subscription, 1 template"
     assert GatewayConfig().summary() == "1 agent, 0 channels, 0 subscriptions, 0 templates"
+
+
+class _ApiConfig(Section):
+    listen: str = "127.0.0.1:8000"
+    signing_secret: str | None = None
+
+
+class _ExtendedConfig(GatewayConfig):
+    api: _ApiConfig = Field(default_factory=_ApiConfig)
+
+
+def test_a_new_section_is_one_more_field(
+    plugins: dict[str, ChannelPlugin], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway._config_check, "GatewayConfig", _ExtendedConfig)
+    config = parse_config("api: {listen: '0.0.0.0:80', signing_secret: '${API_SECRET}'}\n",
+                          plugins=plugins, env={"API_SECRET": "api-secret-value"})
+    assert isinstance(config, _ExtendedConfig)
+    assert config.api.listen == "0.0.0.0:80"
+    assert "api-secret-value" not in repr(config) + repr(config.api)
+    with pytest.raises(ConfigError) as caught:
+        parse_config("\napi: {lisen: x}\n", plugins=plugins, env={})
+    assert caught.value.errors == [
+        "<config>:2 api.lisen: unknown key 'lisen'; did you mean 'listen'? expected one of: "
+        "listen, signing_secret"]

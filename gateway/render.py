@@ -21,6 +21,7 @@ What a template sees:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,15 @@ def sample_scope(kind: MessageKind) -> dict[str, Any]:
                   message_id="m_sample")
 
 
+@functools.cache
+def _default_set() -> CompiledSet:
+    """The built-in templates, compiled once per process (compiled templates are immutable)."""
+    default, problems = compile_set(_DEFAULT, DEFAULT_TEMPLATES)
+    if problems:  # a bug of ours, not the user's
+        raise AssertionError(f"built-in templates do not compile: {problems}")
+    return default
+
+
 class Renderer:
     """Renders messages; built once per process from the configured templates.
 
@@ -147,10 +157,7 @@ class Renderer:
         channel_templates: Mapping[str, str] | None = None,
     ) -> None:
         problems: list[TemplateProblem] = []
-        default, default_problems = compile_set(_DEFAULT, DEFAULT_TEMPLATES)
-        if default_problems:  # a bug of ours, not the user's
-            raise AssertionError(f"built-in templates do not compile: {default_problems}")
-        self._default = default
+        self._default = _default_set()
         self._sets: dict[str, CompiledSet] = {}
         for name, template_set in (templates or {}).items():
             compiled, found = compile_set(name, template_set)
@@ -340,7 +347,7 @@ def _chunks(text: str, limit: int) -> list[str]:
 def check_templates(templates: Mapping[str, TemplateSet]) -> list[TemplateProblem]:
     """Every problem of the configured templates: syntax errors, and failures on a sample task
     of each kind for each channel kind (a webhook template that is not JSON, a bad filter)."""
-    default, _ = compile_set(_DEFAULT, DEFAULT_TEMPLATES)
+    default = _default_set()
     problems: list[TemplateProblem] = []
     for name, template_set in templates.items():
         compiled, found = compile_set(name, template_set)

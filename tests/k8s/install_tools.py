@@ -95,8 +95,10 @@ def install(dest: Path) -> None:
     bin_dir = dest / "bin"
     stamp = bin_dir / ".installed-from"
     wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if stamp.is_file() and stamp.read_text().strip() == wanted and all(
-        (bin_dir / name).is_file() for name in BINARIES
+    if (
+        stamp.is_file()
+        and stamp.read_text().strip() == wanted
+        and all((bin_dir / name).is_file() for name in BINARIES)
     ):
         print(f"install_tools: {bin_dir} is up to date")
         return

@@ -100,7 +100,7 @@ def test_every_value_is_described_by_the_schema() -> None:
     assert set(defaults) <= set(schema["properties"])
 
 
-def _notes(*values: Path) -> str:
+def _notes(*values: Path, extra: tuple[str, ...] = ()) -> str:
     cmd = [
         k.tool("helm"),
         "install",
@@ -112,7 +112,7 @@ def _notes(*values: Path) -> str:
     ]
     for v in values:
         cmd += ["--values", v]
-    proc = k.run(cmd)
+    proc = k.run([*cmd, *extra])
     assert proc.returncode == 0, proc.stderr
     assert "NOTES:" in proc.stdout
     return proc.stdout.split("NOTES:", 1)[1]
@@ -131,10 +131,15 @@ def test_notes_say_how_to_reach_the_api() -> None:
 def test_production_notes_point_at_the_restate_deployment() -> None:
     notes = _notes(k.PRODUCTION_VALUES)
     assert f"get restatedeployment {k.RELEASE}" in notes
-    assert "identityKeys is empty" not in notes
+    assert "WARNING" not in notes
     # Service names in the NOTES exist in the render.
     services = {s["metadata"]["name"] for s in k.find(k.render("helm-production"), "Service")}
     assert {m for m in re.findall(r"svc/([a-z0-9-]+)", notes)} <= services
+
+
+def test_notes_warn_when_operator_mode_keeps_same_namespace_peers() -> None:
+    notes = _notes(extra=("--set", "restate.mode=operator"))
+    assert "the NetworkPolicy will block Restate" in notes
 
 
 def test_registration_job_is_a_hook_registering_the_release_service() -> None:

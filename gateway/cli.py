@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gateway.cli_config import config_app
 from gateway.client import GatewayClient
 from gateway.errors import EngineError, GatewayError, UserInputError
 from gateway.models import Subscription, TaskRequest, TaskState, TaskStatus
@@ -31,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(config_app, name="config")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 

@@ -38,10 +38,17 @@ def _native_package() -> str:
 def find_server_binary(explicit: str | None = None) -> Path:
     """The restate-server binary: ``explicit``, ``$RESTATE_SERVER_BIN``, the npm-installed
     native binary of this project, or one on ``PATH``."""
-    candidates: list[Path] = []
-    for value in (explicit, os.environ.get("RESTATE_SERVER_BIN")):
+    for value, where in ((explicit, "given"), (os.environ.get("RESTATE_SERVER_BIN"),
+                                                "RESTATE_SERVER_BIN")):
         if value:
-            candidates.append(Path(value))
+            path = Path(value)
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+            raise EngineError(
+                f"restate-server binary {where} as {value} does not exist or is not executable: "
+                "fix the path, or unset it to use the one `npm ci` installs"
+            )
+    candidates: list[Path] = []
     modules = PROJECT_ROOT / "node_modules" / "@restatedev"
     candidates.append(modules / _native_package() / "bin" / "restate-server")
     on_path = shutil.which("restate-server")

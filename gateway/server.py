@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from restate.server import install_shutdown_hook
+
 from gateway.engine import register_deployment
 from gateway.errors import EngineError
 from gateway.runtime import Runtime
@@ -75,7 +77,9 @@ async def serve_gateway(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # the Restate app installs its own SIGTERM dispatcher on its first request (to end open
+    # invocation streams gracefully); a hook there coexists with it, a plain handler would not
+    install_shutdown_hook(loop, stop.set, signal.SIGTERM)
     if on_reload is not None:
         loop.add_signal_handler(signal.SIGHUP, on_reload)
     app = create_app(runtime, options.identity_keys)
@@ -91,6 +95,6 @@ async def serve_gateway(
         stop.set()
         with suppress(asyncio.CancelledError):
             await server
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runtime.channels.aclose()

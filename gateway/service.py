@@ -36,6 +36,7 @@ def hypercorn_config(host: str, port: int) -> Config:
     config.keep_alive_max_requests = UNLIMITED
     config.keep_alive_timeout = UNLIMITED
     config.graceful_timeout = 5.0
+    config.shutdown_timeout = 5.0
     config.accesslog = None
     config.errorlog = None
     return config

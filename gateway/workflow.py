@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_ai.exceptions import AgentRunError, UserError
 import restate
 from restate import (
+    InvocationRetryPolicy,
     ObjectContext,
     ObjectSharedContext,
     RunOptions,
@@ -61,8 +62,16 @@ RESULT_PROMISE = "result"
 RETENTION = timedelta(days=30)
 RAW = BytesSerde()
 
-workflow = Workflow("AsyncNotificationsAgent")
-deliveries = VirtualObject("TaskDeliveries")
+#: How Restate retries a handler attempt that failed (the gateway process died, a deploy):
+#: quickly at first, then every 5 s for about 14 hours before pausing the invocation for an
+#: operator to resume - never dropping it. Delivery retries have their own per-channel policy.
+INVOCATION_RETRY = InvocationRetryPolicy(
+    initial_interval=timedelta(milliseconds=100), exponentiation_factor=2.0,
+    max_interval=timedelta(seconds=5), max_attempts=10_000, on_max_attempts="pause",
+)
+
+workflow = Workflow("AsyncNotificationsAgent", invocation_retry_policy=INVOCATION_RETRY)
+deliveries = VirtualObject("TaskDeliveries", invocation_retry_policy=INVOCATION_RETRY)
 
 
 # --- input -------------------------------------------------------------------------------

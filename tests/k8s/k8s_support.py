@@ -10,10 +10,12 @@ both assert that the real manifests pass and that a deliberately broken copy is 
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import tomllib
@@ -109,6 +111,7 @@ def tool(name: str) -> Path:
 def _tool_env() -> dict[str, str]:
     # Keep helm away from the user's config/cache and from the network.
     home = Path(tempfile.mkdtemp(prefix="k8s-checks-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HELM_", "KUBECONFIG"))}
     env.update(
         {

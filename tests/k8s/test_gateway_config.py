@@ -49,18 +49,19 @@ def _env(config_text: str, home: str) -> dict[str, str]:
 
 @functools.cache
 def config_check(config_text: str) -> subprocess.CompletedProcess[str]:
-    directory = Path(tempfile.mkdtemp(prefix="gateway-config-check-"))
-    path = directory / "gateway.yaml"
-    path.write_text(config_text)
-    return subprocess.run(
-        [*gateway_cli(), "config", "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(config_text, str(directory)),
-        cwd=directory,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="gateway-config-check-") as tmp:
+        directory = Path(tmp)
+        path = directory / "gateway.yaml"
+        path.write_text(config_text)
+        return subprocess.run(
+            [*gateway_cli(), "config", "check", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(config_text, str(directory)),
+            cwd=directory,
+            check=False,
+        )
 
 
 @pytest.mark.parametrize("name", k.RENDERS)

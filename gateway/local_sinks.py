@@ -124,6 +124,8 @@ class WebhookReceiver(_Collector):
         self.responses = list(responses)
         self.retry_after = retry_after
         self._lock = threading.Lock()
+        #: every request, answered or refused, in order of arrival
+        self.requests: list[ReceivedWebhook] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -163,6 +165,7 @@ class WebhookReceiver(_Collector):
                 verified = False
         with self._lock:
             forced = self.responses.pop(0) if self.responses else None
+            self.requests.append(ReceivedWebhook(path, headers, body, verified))
         if verified is False:
             self.add(ReceivedWebhook(path, headers, body, verified))
             return 401, {}

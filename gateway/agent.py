@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
-from pydantic_ai.models import Model
+from pydantic_ai.models import Model, infer_model
 from pydantic_ai.models.function import AgentInfo, FunctionModel
-from restate import RunOptions
+from pydantic_ai.models.wrapper import WrapperModel
+from restate import RunOptions, TerminalError
 from restate.ext.pydantic import RestateAgent
 
 from gateway.errors import TaskInputError
@@ -86,6 +90,37 @@ class AgentSpec:
     instructions: str = "Complete the task and report the result briefly."
     deadline: float | None = None
     max_attempts: int = 3
+    #: hard limit of one run, in seconds from submission; enforced on every model call
+    timeout: float | None = None
+
+
+#: when the current run must have finished (epoch seconds), set by AgentRunner.run
+_run_deadline: ContextVar[float | None] = ContextVar("gateway_run_deadline", default=None)
+
+
+class _TimeLimitedModel(WrapperModel):
+    """Cuts a model call short when the run's time is up: a terminal failure, not a retry.
+    Runs inside the journaled model-call step, so reading the clock here is deterministic."""
+
+    def __init__(self, wrapped: Model, agent_name: str, timeout: float) -> None:
+        super().__init__(wrapped)
+        self._agent_name = agent_name
+        self._timeout = timeout
+
+    async def request(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        deadline = _run_deadline.get()
+        if deadline is None:
+            return await self.wrapped.request(*args, **kwargs)
+        remaining = deadline - time.time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(self.wrapped.request(*args, **kwargs), remaining)
+        except TimeoutError:
+            raise TerminalError(
+                f"agent {self._agent_name!r} did not finish within its timeout of "
+                f"{self._timeout:g}s"
+            ) from None
 
 
 @dataclass
@@ -99,9 +134,17 @@ class AgentRunner:
     def model_name(self) -> str:
         return self.spec.model
 
-    async def run(self, prompt: str) -> str:
-        """Run inside a Restate handler: each model call is a journaled step."""
-        result = await self.agent.run(prompt)
+    async def run(self, prompt: str, *, submitted_at: float | None = None) -> str:
+        """Run inside a Restate handler: each model call is a journaled step. With a
+        ``timeout`` in the spec, the run must end ``timeout`` seconds after ``submitted_at``."""
+        token = None
+        if self.spec.timeout and submitted_at is not None:
+            token = _run_deadline.set(submitted_at + self.spec.timeout)
+        try:
+            result = await self.agent.run(prompt)
+        finally:
+            if token is not None:
+                _run_deadline.reset(token)
         return result.output
 
 
@@ -110,8 +153,11 @@ def build_agent(spec: AgentSpec) -> AgentRunner:
     model_name = spec.model
     if spec.name == "default" and os.environ.get("GATEWAY_MODEL"):
         model_name = os.environ["GATEWAY_MODEL"]
-        spec = AgentSpec(spec.name, model_name, spec.instructions, spec.deadline, spec.max_attempts)
-    model: Model | str = offline_model(model_name) if model_name.startswith("offline") else model_name
+        spec = AgentSpec(spec.name, model_name, spec.instructions, spec.deadline,
+                         spec.max_attempts, spec.timeout)
+    model = offline_model(model_name) if model_name.startswith("offline") else infer_model(model_name)
+    if spec.timeout:
+        model = _TimeLimitedModel(model, spec.name, spec.timeout)
     agent: Agent[None, str] = Agent(model, instructions=spec.instructions, name=spec.name)
     options: RunOptions[object] = RunOptions(
         max_attempts=spec.max_attempts,

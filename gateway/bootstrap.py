@@ -50,7 +50,7 @@ def runtime_for(config: GatewayConfig, plugins: Mapping[str, ChannelPlugin], *,
     """The runtime of a loaded configuration. ``shared``: reuse its plugin instances (and so
     their pooled clients) - used when reloading."""
     configured = {**config.channel_instances(), **(channel_overrides or {})}
-    specs = [AgentSpec(name, a.model, a.instructions, a.deadline, a.max_attempts)
+    specs = [AgentSpec(name, a.model, a.instructions, a.deadline, a.max_attempts, a.timeout)
              for name, a in config.agents.items()]
     return Runtime(
         channels=Channels.from_plugins(plugins, configured, shared=shared),

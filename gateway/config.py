@@ -137,7 +137,9 @@ class AgentConfig(Section):
     output_schema: str | None = Field(None, description="name of a known output schema")
     deadline: Duration | None = Field(
         None, description="seconds after which timed_out subscribers get a still-running notice")
-    timeout: Duration | None = Field(None, description="seconds the agent run may take at most")
+    timeout: Duration | None = Field(
+        None, description="seconds after submission the agent run may take at most; a model "
+        "call still running then is cut short and the task fails")
     max_attempts: int = Field(3, ge=1, le=100, description="attempts of each model call")
 
     @field_validator("model")

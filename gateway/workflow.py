@@ -152,7 +152,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
         ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id)
 
     try:
-        output = await runner.run(request.prompt)
+        output = await runner.run(request.prompt, submitted_at=submitted_at)
     except TerminalError as exc:
         return await _fail(ctx, rt, exc.message)
     except (AgentRunError, UserError) as exc:
@@ -261,6 +261,22 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     rt = current_runtime()
     raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
     sub = checked_subscription(rt, ctx.key(), raw)
+    try:
+        return await _notify(ctx, rt, sub)
+    except TerminalError as exc:
+        if not _is_cancellation(exc):
+            raise
+    # cancelled (DELETE of the subscription, or an operator): nothing more is sent
+    return _record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
+        mode="json")
+
+
+def _is_cancellation(exc: TerminalError) -> bool:
+    """The SDK raises ``TerminalError("cancelled", 409)`` where the cancel signal arrives."""
+    return exc.status_code == 409 and exc.message == "cancelled"
+
+
+async def _notify(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) -> dict[str, Any]:
     promise = ctx.promise(RESULT_PROMISE)
     try:
         settled = await promise.peek() is not None
@@ -275,6 +291,8 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     try:
         result = TaskResult.model_validate(await outcome_future)
     except TerminalError as exc:
+        if _is_cancellation(exc):
+            raise
         return await _deliver_failure(ctx, rt, sub, exc.message)
     view = TaskView(task_id=result.task_id, agent=result.agent, prompt=result.prompt,
                     labels=result.labels, output=result.output, completed_at=result.completed_at)
@@ -353,6 +371,8 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
             try:
                 outcome = await ctx.run_typed(f"deliver {target.channel} #{n}", attempt, run_options)
             except TerminalError as exc:  # the channel raised something unexpected, retries spent
+                if _is_cancellation(exc):
+                    raise
                 outcome = AttemptOutcome(ok=False, at=at, permanent=True,
                                          error=rt.redact(exc.message))
             at = outcome.at or at
@@ -430,6 +450,22 @@ async def record_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> None:
             return
         new = new.model_copy(update={"created_at": old.created_at})
     ctx.set(key, new.model_dump(mode="json"))
+
+
+@deliveries.handler(name="cancel")
+async def cancel_receipt(ctx: ObjectContext, subscription_id: str) -> dict[str, Any] | None:
+    """Mark a subscription's receipt cancelled unless it is final already; the receipt as it
+    now is (None: no such subscription). The caller cancels its ``on_notify`` invocation."""
+    old_raw = await ctx.get(_RECEIPT + subscription_id)
+    if not old_raw:
+        return None
+    old = DeliveryReceipt.model_validate(old_raw)
+    if old.state.final:
+        return old.model_dump(mode="json")
+    now = await ctx.time()
+    new = old.model_copy(update={"state": DeliveryState.CANCELLED, "updated_at": now})
+    ctx.set(_RECEIPT + subscription_id, new.model_dump(mode="json"))
+    return new.model_dump(mode="json")
 
 
 @deliveries.handler(name="list", kind="shared")

@@ -102,6 +102,7 @@ agents:
   default: {model: offline}
   failing: {model: "offline:fail", max_attempts: 2}
   slow: {model: "offline:sleep=3", deadline: 1s}
+  hanging: {model: "offline:sleep=30", timeout: 1s, max_attempts: 5}
 channels:
   email:
     plugin: email

@@ -249,3 +249,18 @@ def test_deadline_sends_still_running_then_the_result(
     assert status.state is TaskState.SUCCEEDED
     plain_hooks = [h for h in webhook_receiver.delivered() if h.path.endswith(f"{task_id}/plain")]
     assert [h.json()["type"] for h in plain_hooks] == ["task.succeeded"]
+
+
+def test_agent_timeout_fails_the_task_and_tells_subscribers(
+    gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
+) -> None:
+    task_id = new_id("timeout")
+    client.submit(task_id, TaskRequest(prompt="Never ends", agent="hanging", subscriptions=[
+        Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id))]))
+    status = client.wait(task_id, timeout=20)
+    assert status.state is TaskState.FAILED
+    assert status.error and "did not finish within its timeout of 1s" in status.error
+    assert status.completed_at and status.submitted_at
+    assert status.completed_at - status.submitted_at < 10  # cut short, not retried 5 times
+    [hook] = hooks_for(webhook_receiver, task_id, 1)
+    assert hook.json()["type"] == "task.failed"

@@ -42,6 +42,10 @@ node_modules/.installed: package.json package-lock.json
 tools: $(UV)
 	$(K8S_TOOLS_PYTHON) tests/k8s/install_tools.py --dest .tools
 
+## make bench: the benchmarks (figures printed and written to bench/results/, not asserted)
+bench: setup
+	$(VENV)/bin/python -m bench
+
 lint: setup
 	$(VENV)/bin/ruff check gateway plugins tests
 	$(VENV)/bin/mypy

@@ -1,0 +1,1 @@
+"""Benchmarks of the gateway against the real Restate server (run: ``make bench``)."""

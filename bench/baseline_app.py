@@ -1,0 +1,67 @@
+"""The bare-SDK floor: the smallest Restate workflow that does the gateway's job.
+
+``run`` resolves a durable promise; each ``on_notify`` awaits it and POSTs it to a webhook in
+a journaled step, through one pooled HTTP client, served by tuned hypercorn. No
+configuration, routing, templates, signing, receipts or agent: what the gateway's figures are
+divided by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import restate
+from restate import Workflow, WorkflowContext, WorkflowSharedContext
+
+from gateway.service import serve_app
+
+workflow = Workflow("BenchBaseline")
+_client: httpx.AsyncClient | None = None
+
+
+def client() -> httpx.AsyncClient:
+    global _client
+    if _client is None:
+        _client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+            timeout=httpx.Timeout(30.0, pool=60.0))
+    return _client
+
+
+@workflow.main()
+async def run(ctx: WorkflowContext, prompt: str) -> str:
+    async def answer() -> dict[str, Any]:
+        return {"text": f"answer to {prompt}", "completed_at": time.time()}
+
+    result = await ctx.run_typed("agent", answer)
+    await ctx.promise("result").resolve(result)
+    return str(result["text"])
+
+
+@workflow.handler()
+async def on_notify(ctx: WorkflowSharedContext, target: str) -> str:
+    result = await ctx.promise("result").value()
+
+    async def post() -> int:
+        response = await client().post(target, json=result)
+        response.raise_for_status()
+        return response.status_code
+
+    await ctx.run_typed("post", post)
+    return "sent"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = restate.app(services=[workflow])
+    asyncio.run(serve_app(app, "127.0.0.1", args.port, asyncio.Event()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Processes of a benchmark run: restate-server, the system under test, the counting sink."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gateway.engine import LocalEngine, free_port, register_deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK_SECRET = "whsec_YmVuY2htYXJrLW9ubHkta2V5LW9uLWxvb3BiYWNr"  # loopback benchmark only
+
+GATEWAY_CONFIG = """
+agents:
+  default: {model: offline}
+  held: {model: "offline:sleep=%(hold)s"}
+channels:
+  webhook:
+    plugin: webhook
+    options: {secret: "%(secret)s", allow_private_targets: true}
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (and its reaped children), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def machine() -> dict[str, object]:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown")
+    version = subprocess.run([str(_server_binary()), "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": sys.version.split()[0],
+            "restate_server": version}
+
+
+def _server_binary() -> Path:
+    from gateway.engine import find_server_binary
+
+    return find_server_binary()
+
+
+@dataclass
+class System:
+    """One restate-server, one service process (gateway or baseline), one sink."""
+
+    kind: str  # "gateway" or "baseline"
+    hold: float = 0.0
+    base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
+    engine: LocalEngine | None = None
+    service: subprocess.Popen[bytes] | None = None
+    sink: subprocess.Popen[bytes] | None = None
+    sink_port: int = field(default_factory=free_port)
+    service_port: int = field(default_factory=free_port)
+
+    @property
+    def sink_url(self) -> str:
+        return f"http://127.0.0.1:{self.sink_port}"
+
+    def start(self) -> System:
+        self.engine = LocalEngine(base_dir=self.base / "restate", ingress_port=free_port(),
+                                  admin_port=free_port(), node_port=free_port(),
+                                  env={"RESTATE_LOG_FILTER": "warn"})
+        self.engine.start()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        log = (self.base / "service.log").open("wb")
+        self.sink = subprocess.Popen([sys.executable, "-m", "bench.sink", "--port",
+                                      str(self.sink_port)], cwd=ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.kind == "gateway":
+            config = self.base / "gateway.yaml"
+            config.write_text(GATEWAY_CONFIG % {"secret": WEBHOOK_SECRET, "hold": self.hold or 1})
+            cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(config),
+                   "--host", "127.0.0.1", "--restate-port", str(self.service_port)]
+        else:
+            cmd = [sys.executable, "-m", "bench.baseline_app", "--port", str(self.service_port)]
+        self.service = subprocess.Popen(cmd, cwd=ROOT, env={**env, "GATEWAY_LOG_LEVEL": "error"},
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        _wait_port(self.service_port, self.service)
+        _wait_port(self.sink_port, self.sink)
+        register_deployment(self.engine.admin_url, f"http://127.0.0.1:{self.service_port}")
+        return self
+
+    def cpu(self) -> float:
+        """CPU seconds of the system under test: server + service (driver, sink excluded)."""
+        assert self.engine is not None and self.engine.pid and self.service
+        return cpu_seconds(self.engine.pid) + cpu_seconds(self.service.pid)
+
+    def service_rss(self) -> float:
+        assert self.service is not None
+        return rss_mb(self.service.pid)
+
+    async def sink_stats(self, http: httpx.AsyncClient) -> dict[str, float]:
+        r = await http.get(f"{self.sink_url}/stats")
+        return dict(r.json())
+
+    def stop(self) -> None:
+        for proc in (self.service, self.sink):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if self.engine is not None:
+            self.engine.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args} exited with {proc.returncode}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} did not open")
+
+
+async def wait_count(system: System, http: httpx.AsyncClient, want: int, timeout: float,
+                     started: float) -> tuple[dict[str, float], float]:
+    """Poll the sink until ``want`` deliveries (or ``timeout``); (stats, seconds since start)."""
+    stats: dict[str, float] = {}
+    while time.monotonic() - started < timeout:
+        stats = await system.sink_stats(http)
+        if stats["count"] >= want:
+            break
+        await asyncio.sleep(0.05)
+    return stats, time.monotonic() - started

@@ -29,9 +29,11 @@ from gateway.channels import Channel, ChannelPlugin
 from gateway.config import (
     MIN_SECRET_LENGTH,
     AgentConfig,
+    ApiConfig,
     ChannelConfig,
     Destination,
     GatewayConfig,
+    HookSource,
     StandingSubscription,
     TemplateSet,
 )
@@ -40,6 +42,7 @@ from gateway.render import check_templates
 __all__ = ["check"]
 
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_HOOK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -237,6 +240,10 @@ def _other_sections(report: _Report, data: Mapping[str, Any]) -> dict[str, Any]:
             continue
         declared: Any = info.annotation
         annotation = _unwrap(declared)
+        entry = get_args(annotation)[-1] if get_origin(annotation) is dict else None
+        if isinstance(entry, type) and issubclass(entry, BaseModel):  # name -> entry
+            valid[name] = _entries(report, name, data[name], entry, as_list=False)
+            continue
         try:
             valid[name] = TypeAdapter(declared).validate_python(data[name])
         except ValidationError as exc:
@@ -400,6 +407,47 @@ def _check_templates(report: _Report, valid: Mapping[str, TemplateSet]) -> None:
         report.add(path, message, line=line)
 
 
+def _check_api(report: _Report, api: object, channel_names: Collection[str]) -> None:
+    if not isinstance(api, ApiConfig):
+        return
+    first_name: dict[str, int] = {}
+    first_hash: dict[str, int] = {}
+    for i, key in enumerate(api.keys):
+        if key.name in first_name:
+            report.add(("api", "keys", i, "name"), f"duplicate key name {key.name!r} (also "
+                                                   f"api.keys[{first_name[key.name]}])")
+        if key.hash in first_hash:
+            report.add(("api", "keys", i, "hash"), "the same hash as "
+                                                   f"api.keys[{first_hash[key.hash]}]")
+        first_name.setdefault(key.name, i)
+        first_hash.setdefault(key.hash, i)
+    for i, channel in enumerate(api.channels or []):
+        if channel not in channel_names:
+            known = ", ".join(channel_names) or "none"
+            report.add(("api", "channels", i), f"unknown channel {channel!r}; known: {known}")
+
+
+def _check_hooks(report: _Report, hooks: object, agent_names: Collection[str]) -> None:
+    from gateway._inbound import template_problems
+
+    for name, hook in (hooks if isinstance(hooks, dict) else {}).items():
+        if not isinstance(hook, HookSource):
+            continue
+        base: KeyPath = ("hooks", name)
+        if not _HOOK_NAME.match(name):
+            report.add(base, f"hook name {name!r} must be lower-case letters, digits, '-' or "
+                             "'_' (at most 64): it is part of the URL /v1/hooks/NAME")
+        if hook.agent not in agent_names:
+            report.add((*base, "agent"), f"unknown agent {hook.agent!r}; known: "
+                                         f"{', '.join(sorted(agent_names))}")
+        for where, line, message in template_problems(hook):
+            path: KeyPath = (*base, *where)
+            start = report.doc.value_lines.get(path) if line is not None else None
+            at = start + line - 1 if start is not None and line is not None else None
+            suffix = f" (line {line} of the template)" if line is not None else ""
+            report.add(path, message + suffix, line=at)
+
+
 def check(
     text: str,
     *,
@@ -455,6 +503,8 @@ def check(
     _check_channels(ctx, channels)
     _check_subscriptions(ctx, subscriptions, sorted({*names("agents"), "default"}), channels)
     _check_templates(report, templates)
+    _check_api(report, others.get("api"), ctx.channel_names)
+    _check_hooks(report, others.get("hooks"), sorted({*names("agents"), "default"}))
     if report.problems:
         return None, report.lines(secrets), secrets
     config = GatewayConfig(

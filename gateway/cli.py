@@ -10,8 +10,9 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,11 +20,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli_config import config_app
-from gateway.client import GatewayClient
-from gateway.errors import EngineError, GatewayError, UserInputError
+from gateway.client import ApiClient, GatewayClient
+from gateway.errors import ConfigError, EngineError, GatewayError, UserInputError
 from gateway.models import Subscription, TaskRequest, TaskState, TaskStatus
 
+if TYPE_CHECKING:
+    from gateway.server import ApiServeOptions
+
 __all__ = ["app", "main"]
+
+
+class Only(str, Enum):
+    """What ``gateway serve --only`` serves."""
+
+    api = "api"
+    restate = "restate"
 
 app = typer.Typer(
     name="gateway",
@@ -42,6 +53,24 @@ IngressUrl = Annotated[
                  help="Restate ingress that serves the gateway."),
 ]
 DEFAULT_INGRESS = "http://localhost:8080"
+ApiUrl = Annotated[
+    str | None,
+    typer.Option("--api-url", envvar="GATEWAY_API_URL",
+                 help="Use the gateway's HTTP API (with --api-key) instead of the ingress."),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="GATEWAY_API_KEY", show_default=False,
+                 help="API key for --api-url (better: set GATEWAY_API_KEY)."),
+]
+
+
+def _client(ingress_url: str, api_url: str | None, api_key: str | None) -> GatewayClient | ApiClient:
+    if api_url:
+        if not api_key:
+            fail("--api-url needs an API key: --api-key or GATEWAY_API_KEY", 2)
+        return ApiClient(api_url, api_key)
+    return GatewayClient(ingress_url)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -77,6 +106,8 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and deliveries.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 300.0,
     ingress_url: IngressUrl = DEFAULT_INGRESS,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Start a task. The same --task-id twice runs it once."""
     if not prompt.strip():
@@ -85,7 +116,7 @@ def submit(
     request = TaskRequest(prompt=prompt, agent=agent, labels=_parse_labels(label or []),
                           subscriptions=subs)
     task_id = task_id or f"t-{uuid.uuid4().hex[:12]}"
-    with GatewayClient(ingress_url) as client:
+    with _client(ingress_url, api_url, api_key) as client:
         submitted = client.submit(task_id, request)
         if submitted.new:
             out.print(f"task {task_id} started")
@@ -102,10 +133,12 @@ def subscribe(
     task_id: Annotated[str, typer.Argument(help="The task to subscribe to.")],
     subscriber: Annotated[str, typer.Argument(help="Email address or CHANNEL:TARGET.")],
     ingress_url: IngressUrl = DEFAULT_INGRESS,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Add a subscriber to a task, at any time (after it finished: delivered at once)."""
     sub = _parse_subscriber(subscriber)
-    with GatewayClient(ingress_url) as client:
+    with _client(ingress_url, api_url, api_key) as client:
         result = client.subscribe(task_id, sub)
     out.print(f"subscribed {result['channel']}:{result['target']} to task {task_id} "
               f"(subscription {result['subscription_id']})")
@@ -116,9 +149,11 @@ def status(
     task_id: Annotated[str, typer.Argument(help="The task to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ingress_url: IngressUrl = DEFAULT_INGRESS,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Show a task's state and every delivery."""
-    with GatewayClient(ingress_url) as client:
+    with _client(ingress_url, api_url, api_key) as client:
         result = client.status(task_id)
     if as_json:
         out.print_json(result.model_dump_json())
@@ -187,6 +222,40 @@ IngressUrlOpt = Annotated[
     typer.Option("--restate-ingress-url", envvar="GATEWAY_RESTATE_INGRESS_URL",
                  help="Ingress of the Restate server given by --restate-admin-url."),
 ]
+ApiPort = Annotated[int, typer.Option(help="The gateway's HTTP API port.")]
+DEFAULT_ADMIN = "http://localhost:9070"
+
+
+def _api_options(config: Path | None, ingress_url: str, admin_url: str, host: str,
+                 port: int) -> ApiServeOptions:
+    """The API's serving options: its settings from the configuration (``api``, ``hooks``),
+    reloaded with it on SIGHUP (an invalid file keeps the running settings)."""
+    from gateway.api import ApiSettings
+    from gateway.channels import discover_plugins
+    from gateway.config import (
+        DEFAULT_CONFIG_PATH,
+        GatewayConfig,
+        load_config,
+        resolve_config_path,
+    )
+    from gateway.server import ApiServeOptions
+
+    plugins = discover_plugins()
+    path = resolve_config_path(config)
+
+    def load() -> ApiSettings:
+        if config is None and path == DEFAULT_CONFIG_PATH and not path.exists():
+            return ApiSettings.from_config(GatewayConfig())
+        return ApiSettings.from_config(load_config(path, plugins=plugins))
+
+    def reload() -> ApiSettings | None:
+        try:
+            return load()
+        except ConfigError:
+            return None  # the runtime's reload has logged why
+
+    return ApiServeOptions(settings=load(), ingress_url=ingress_url, admin_url=admin_url,
+                           host=host, port=port, reload=reload)
 
 
 @app.command()
@@ -198,10 +267,12 @@ def up(
     admin_port: Annotated[int, typer.Option(help="Local Restate admin/UI port.")] = 9070,
     node_port: Annotated[int, typer.Option(help="Local Restate node port.")] = 5122,
     service_port: Annotated[int, typer.Option(help="The gateway's Restate endpoint port.")] = 9080,
+    api_port: ApiPort = 8000,
     restate_admin_url: AdminUrl = None,
     restate_ingress_url: IngressUrlOpt = None,
 ) -> None:
-    """Start a local Restate server (or use --restate-admin-url), serve and register the gateway."""
+    """Start a local Restate server (or use --restate-admin-url), serve and register the gateway,
+    and serve its HTTP API."""
     from gateway.bootstrap import runtime_from_config
     from gateway.engine import LocalEngine
     from gateway.server import ServeOptions, serve_gateway
@@ -209,16 +280,18 @@ def up(
     runtime, reload = runtime_from_config(config)
     engine: LocalEngine | None = None
     if restate_admin_url:
-        admin, ingress, ui = restate_admin_url, restate_ingress_url or "(not given)", None
+        admin, ingress, ui = restate_admin_url, restate_ingress_url or DEFAULT_INGRESS, None
     else:
         engine = LocalEngine(base_dir=data_dir.resolve(), ingress_port=ingress_port,
                              admin_port=admin_port, node_port=node_port)
         err.print(f"starting restate-server (data in {data_dir}) ...")
         engine.start()
         admin, ingress, ui = engine.admin_url, engine.ingress_url, engine.ui_url
-    options = ServeOptions(port=service_port, register_with=admin)
+    api = _api_options(config, ingress, admin, "127.0.0.1", api_port)
+    options = ServeOptions(port=service_port, register_with=admin, api=api)
 
     def ready() -> None:
+        out.print(f"gateway API       {api.url} (GET /openapi.json)")
         out.print(f"gateway endpoint  {options.service_url} (registered)")
         out.print(f"restate ingress   {ingress}")
         out.print(f"restate admin     {admin}")
@@ -248,19 +321,70 @@ def serve(
     identity_keys: Annotated[str | None, typer.Option(
         envvar="GATEWAY_IDENTITY_KEYS",
         help="Comma-separated publickeyv1_... keys: only the Restate server may call us.")] = None,
+    api_port: ApiPort = 8000,
+    only: Annotated[Only | None, typer.Option(
+        help="Serve only the API or only the Restate endpoint (default: both).")] = None,
+    restate_ingress_url: Annotated[str, typer.Option(
+        envvar="GATEWAY_RESTATE_INGRESS_URL",
+        help="Restate ingress the API calls.")] = DEFAULT_INGRESS,
+    restate_admin_url: Annotated[str | None, typer.Option(
+        envvar="GATEWAY_RESTATE_ADMIN_URL", show_default=DEFAULT_ADMIN,
+        help="Restate admin API the API uses (readiness, cancel); default: --register-with.")]
+    = None,
 ) -> None:
-    """Serve the gateway's Restate endpoint (no local engine): for containers and clusters."""
+    """Serve the gateway's Restate endpoint and its HTTP API, on separate ports (no local
+    engine): for containers and clusters."""
     from gateway.bootstrap import runtime_from_config
     from gateway.server import ServeOptions, serve_gateway
 
     runtime, reload = runtime_from_config(config)
     keys = [k.strip() for k in (identity_keys or "").split(",") if k.strip()]
+    api = None
+    if only is not Only.restate:
+        admin = restate_admin_url or register_with or DEFAULT_ADMIN
+        api = _api_options(config, restate_ingress_url, admin, host, api_port)
     options = ServeOptions(host=host, port=restate_port, register_with=register_with,
-                           advertised_url=advertised_url, identity_keys=keys)
-    asyncio.run(serve_gateway(
-        runtime, options, on_reload=reload,
-        on_ready=lambda: err.print(f"serving the Restate endpoint on {host}:{restate_port}"),
-    ))
+                           advertised_url=advertised_url, identity_keys=keys,
+                           restate=only is not Only.api, api=api)
+
+    def ready() -> None:
+        if options.restate:
+            err.print(f"serving the Restate endpoint on {host}:{restate_port}")
+        if api is not None:
+            err.print(f"serving the API on {host}:{api_port} (Restate ingress "
+                      f"{restate_ingress_url})")
+
+    asyncio.run(serve_gateway(runtime, options, on_reload=reload, on_ready=ready))
+
+
+@app.command("api-key")
+def api_key(
+    name: Annotated[str, typer.Argument(help="Who holds the key (shown in logs).")],
+    scope: Annotated[list[str] | None, typer.Option(
+        "--scope", help="submit, subscribe or read (repeatable; default: all three).")] = None,
+) -> None:
+    """Make an API key: prints the key (once) and the line that goes under api.keys."""
+    from pydantic import ValidationError
+
+    from gateway._api_auth import hash_key, new_key
+    from gateway.config import SCOPES, ApiKey
+
+    scopes = list(dict.fromkeys(scope or SCOPES))
+    try:
+        entry = ApiKey.model_validate({"name": name, "hash": hash_key("x"), "scopes": scopes})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        if problem["loc"][0] == "scopes":
+            fail(f"--scope: {message} (scopes: {', '.join(SCOPES)})", 2)
+        fail(f"NAME: {message}", 2)
+    key = new_key()
+    err.print(f"API key for {entry.name} (shown once: hand it over, keep it out of files "
+              "and logs):")
+    out.print(key, markup=False)
+    err.print("add to the configuration, under api.keys:")
+    out.print(f'  - {{name: {entry.name}, hash: "{hash_key(key)}", '
+              f"scopes: [{', '.join(entry.scopes)}]}}", soft_wrap=True, markup=False)
 
 
 @app.command()

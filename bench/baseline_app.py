@@ -59,7 +59,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = restate.app(services=[workflow])
+    import os
+
+    protocol = "request_response" if os.environ.get("BENCH_HTTP11") == "1" else None
+    app = restate.app(services=[workflow], protocol=protocol)
     asyncio.run(serve_app(app, "127.0.0.1", args.port, asyncio.Event()))
 
 

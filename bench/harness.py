@@ -102,7 +102,8 @@ class System:
         log.close()
         _wait_port(self.service_port, self.service)
         _wait_port(self.sink_port, self.sink)
-        register_deployment(self.engine.admin_url, f"http://127.0.0.1:{self.service_port}")
+        register_deployment(self.engine.admin_url, f"http://127.0.0.1:{self.service_port}",
+                            use_http_11=os.environ.get("BENCH_HTTP11") == "1")
         return self
 
     def cpu(self) -> float:
@@ -150,7 +151,7 @@ async def wait_count(system: System, http: httpx.AsyncClient, want: int, timeout
     stats: dict[str, float] = {}
     while time.monotonic() - started < timeout:
         stats = await system.sink_stats(http)
-        if stats["count"] >= want:
+        if stats["unique"] >= want:
             break
         await asyncio.sleep(0.05)
     return stats, time.monotonic() - started

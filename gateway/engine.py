@@ -183,6 +183,21 @@ class LocalEngine:
         return env
 
     def start(self) -> None:
+        """Start the server and wait until its admin API and ingress answer."""
+        self.start_process()
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        try:
+            wait_healthy(f"{self.admin_url}/health", self.startup_timeout, self._proc, self.log_path)
+            wait_healthy(f"{self.ingress_url}/restate/health", self.startup_timeout, self._proc,
+                         self.log_path)
+        except EngineError:
+            self.stop()
+            raise
+
+    def start_process(self) -> None:
+        """Start the server process without waiting for it (a cluster node waits for peers)."""
         binary = self.binary or find_server_binary()
         for name, port in (("ingress", self.ingress_port), ("admin", self.admin_port),
                            ("node", self.node_port)):
@@ -200,13 +215,6 @@ class LocalEngine:
             )
         finally:
             log.close()
-        try:
-            wait_healthy(f"{self.admin_url}/health", self.startup_timeout, self._proc, self.log_path)
-            wait_healthy(f"{self.ingress_url}/restate/health", self.startup_timeout, self._proc,
-                         self.log_path)
-        except EngineError:
-            self.stop()
-            raise
 
     @property
     def pid(self) -> int | None:

@@ -118,9 +118,12 @@ class WebhookReceiver(_Collector):
     """
 
     def __init__(self, secret: str | None = None, host: str = "127.0.0.1",
-                 responses: Iterable[int] = (), retry_after: float | None = None) -> None:
+                 responses: Iterable[int] = (), retry_after: float | None = None,
+                 fail_until: float | None = None) -> None:
         super().__init__()
         self.secret = secret
+        #: answer 503 to everything until this time (epoch seconds): an outage
+        self.fail_until = fail_until
         self.responses = list(responses)
         self.retry_after = retry_after
         self._lock = threading.Lock()
@@ -146,7 +149,7 @@ class WebhookReceiver(_Collector):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server = _QuietServer((host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -165,6 +168,8 @@ class WebhookReceiver(_Collector):
                 verified = False
         with self._lock:
             forced = self.responses.pop(0) if self.responses else None
+            if forced is None and self.fail_until is not None and time.time() < self.fail_until:
+                forced = 503
             self.requests.append(ReceivedWebhook(path, headers, body, verified))
         if verified is False:
             self.add(ReceivedWebhook(path, headers, body, verified))
@@ -185,6 +190,11 @@ class WebhookReceiver(_Collector):
 
     def delivered(self) -> list[ReceivedWebhook]:
         return [w for w in self.items() if w.verified is not False]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A sender that went away mid-request (a crash test) is not an error of ours."""
 
 
 def _free_port(host: str) -> int:

@@ -112,6 +112,10 @@ channels:
     plugin: webhook
     options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
     retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
+  patient-webhook:
+    plugin: webhook
+    options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
+    retry: {max_attempts: 40, initial_interval: 0.5, max_interval: 3, attempt_timeout: 10}
 subscriptions:
   - name: ml-team
     match: {labels: {team: ml}, outcomes: [succeeded, failed]}

@@ -92,6 +92,9 @@ class Subscription(Target):
     outcomes: list[Outcome] = Field(default_factory=lambda: ["succeeded", "failed"])
     template: str | None = None
     source: str | None = Field(None, description="standing subscription name, when routed")
+    from_task: bool = Field(
+        False, description="set by run for the subscriptions it journaled with the task: "
+        "their waiting receipts are kept with the task, not written one by one")
 
     @classmethod
     def parse(cls, value: object) -> Subscription:

@@ -148,7 +148,10 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     for raw in routed:
         sub = Subscription.model_validate(raw)
         chosen.setdefault(sub.id, sub)
+    # their "waiting" receipts are part of the task's state: one write, not one per subscriber
+    ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
     for sub in chosen.values():
+        sub = sub.model_copy(update={"from_task": True})
         ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id)
 
     try:
@@ -166,6 +169,16 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     ctx.set("state", TaskState.SUCCEEDED.value)
     await ctx.promise(RESULT_PROMISE).resolve(payload)
     return payload
+
+
+def _waiting(rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]:
+    assert sub.id is not None
+    inst = rt.channels.get(sub.channel)
+    return DeliveryReceipt(
+        subscription_id=sub.id, channel=sub.channel,
+        target=inst.channel.redact_target(sub.target), state=DeliveryState.WAITING,
+        created_at=at, updated_at=at,
+    ).model_dump(mode="json", exclude_none=True)
 
 
 def _route(rt: Runtime, task: Task) -> list[dict[str, Any]]:
@@ -219,9 +232,13 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     result_raw = await ctx.get("result")
     error = await ctx.get("error")
     completed_at = await ctx.get("completed_at")
+    waiting = await ctx.get("subscriptions") or []
     receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None)
+    recorded = {r["subscription_id"] for r in receipts}
+    merged = [r for r in waiting if r["subscription_id"] not in recorded] + receipts
+    merged.sort(key=lambda r: (r["created_at"], r["subscription_id"]))
     out = TaskStatus(task_id=ctx.key(), state=TaskState(state), error=error,
-                     deliveries=[DeliveryReceipt.model_validate(r) for r in receipts])
+                     deliveries=[DeliveryReceipt.model_validate(r) for r in merged])
     if task_raw:
         task = Task.model_validate(task_raw)
         out = out.model_copy(update={"agent": task.agent, "prompt": task.prompt,
@@ -278,14 +295,19 @@ def _is_cancellation(exc: TerminalError) -> bool:
 
 async def _notify(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) -> dict[str, Any]:
     promise = ctx.promise(RESULT_PROMISE)
-    try:
-        settled = await promise.peek() is not None
-    except TerminalError:
-        settled = True
+    # a subscription of the task itself has its waiting receipt in the task's state already;
+    # one added later records its own, unless the result is there (then it is delivered now)
+    settled = False
+    if not sub.from_task or "timed_out" in sub.outcomes:
+        try:
+            settled = await promise.peek() is not None
+        except TerminalError:
+            settled = True
     outcome_future = promise.value()
-    if not settled:
+    if not settled and (not sub.from_task or "timed_out" in sub.outcomes):
         waiting_since = await ctx.time()
-        _record(ctx, rt, sub, DeliveryState.WAITING, at=waiting_since)
+        if not sub.from_task:
+            _record(ctx, rt, sub, DeliveryState.WAITING, at=waiting_since)
         if "timed_out" in sub.outcomes:
             await _notice_at_deadline(ctx, rt, sub, outcome_future, waiting_since)
     try:

@@ -264,3 +264,25 @@ def test_agent_timeout_fails_the_task_and_tells_subscribers(
     assert status.completed_at - status.submitted_at < 10  # cut short, not retried 5 times
     [hook] = hooks_for(webhook_receiver, task_id, 1)
     assert hook.json()["type"] == "task.failed"
+
+
+def test_status_shows_subscribers_waiting_while_the_agent_runs(
+    gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
+) -> None:
+    task_id = new_id("waiting")
+    client.submit(task_id, TaskRequest(prompt="Take a while", agent="slow", subscriptions=[
+        Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id)),
+        Subscription.parse(f"{task_id}@example.com")]))
+    client.subscribe(task_id, "webhook:" + hook_url(webhook_receiver, task_id) + "/late")
+    import time
+
+    deadline = time.monotonic() + 10
+    status = client.status(task_id)
+    while len(status.deliveries) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = client.status(task_id)
+    assert status.state is TaskState.RUNNING
+    assert [d.state for d in status.deliveries] == [DeliveryState.WAITING] * 3
+    assert {d.channel for d in status.deliveries} == {"webhook", "email"}
+    done = client.wait(task_id, timeout=30)
+    assert [d.state for d in done.deliveries] == [DeliveryState.DELIVERED] * 3

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_ai.exceptions import AgentRunError, UserError
 import restate
 from restate import (
+    DurablePromise,
     InvocationRetryPolicy,
     ObjectContext,
     ObjectSharedContext,
@@ -56,7 +57,7 @@ from gateway.runtime import Runtime, current_runtime
 
 __all__ = ["RESULT_PROMISE", "deliveries", "workflow"]
 
-log = restate.getLogger("gateway.workflow")
+log = restate.getLogger("gateway.workflow")  # type: ignore[no-untyped-call]  # SDK: untyped
 
 RESULT_PROMISE = "result"
 RETENTION = timedelta(days=30)
@@ -167,7 +168,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     payload = result.model_dump(mode="json")
     ctx.set("result", payload)
     ctx.set("state", TaskState.SUCCEEDED.value)
-    await ctx.promise(RESULT_PROMISE).resolve(payload)
+    await ctx.promise(RESULT_PROMISE, type_hint=dict).resolve(payload)
     return payload
 
 
@@ -227,12 +228,12 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
 @workflow.handler()
 async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     """The task's state, its result or error, and every delivery receipt."""
-    task_raw = await ctx.get("task")
-    state = await ctx.get("state") or TaskState.UNKNOWN.value
-    result_raw = await ctx.get("result")
-    error = await ctx.get("error")
-    completed_at = await ctx.get("completed_at")
-    waiting = await ctx.get("subscriptions") or []
+    task_raw = await ctx.get("task", type_hint=dict)
+    state = await ctx.get("state", type_hint=str) or TaskState.UNKNOWN.value
+    result_raw = await ctx.get("result", type_hint=dict)
+    error = await ctx.get("error", type_hint=str)
+    completed_at = await ctx.get("completed_at", type_hint=float)
+    waiting: list[dict[str, Any]] = await ctx.get("subscriptions", type_hint=list) or []
     receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None)
     recorded = {r["subscription_id"] for r in receipts}
     merged = [r for r in waiting if r["subscription_id"] not in recorded] + receipts
@@ -294,7 +295,7 @@ def _is_cancellation(exc: TerminalError) -> bool:
 
 
 async def _notify(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) -> dict[str, Any]:
-    promise = ctx.promise(RESULT_PROMISE)
+    promise: DurablePromise[dict[str, Any]] = ctx.promise(RESULT_PROMISE)
     # a subscription of the task itself has its waiting receipt in the task's state already;
     # one added later records its own, unless the result is there (then it is delivered now)
     settled = False
@@ -325,7 +326,7 @@ async def _notify(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) ->
 
 async def _notice_at_deadline(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription,
                               outcome_future: Any, now: float) -> None:
-    deadline_at = await ctx.get("deadline_at")
+    deadline_at = await ctx.get("deadline_at", type_hint=float)
     if not deadline_at:
         return
     timer = ctx.sleep(timedelta(seconds=max(0.0, float(deadline_at) - now)), name="deadline")
@@ -337,7 +338,7 @@ async def _notice_at_deadline(ctx: WorkflowSharedContext, rt: Runtime, sub: Subs
 
 
 async def _task_view(ctx: WorkflowSharedContext, error: str | None = None) -> TaskView:
-    task_raw = await ctx.get("task")
+    task_raw = await ctx.get("task", type_hint=dict)
     if task_raw:
         task = Task.model_validate(task_raw)
         return TaskView(task_id=task.task_id, agent=task.agent, prompt=task.prompt,
@@ -465,7 +466,7 @@ async def record_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> None:
     earlier, non-final one of the same message kind)."""
     new = DeliveryReceipt.model_validate(receipt)
     key = _RECEIPT + new.subscription_id
-    old_raw = await ctx.get(key)
+    old_raw = await ctx.get(key, type_hint=dict)
     if old_raw:
         old = DeliveryReceipt.model_validate(old_raw)
         if old.state.final and not new.state.final and old.kind == new.kind:
@@ -475,28 +476,29 @@ async def record_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> None:
 
 
 @deliveries.handler(name="cancel")
-async def cancel_receipt(ctx: ObjectContext, subscription_id: str) -> dict[str, Any] | None:
-    """Mark a subscription's receipt cancelled unless it is final already; the receipt as it
-    now is (None: no such subscription). The caller cancels its ``on_notify`` invocation."""
-    old_raw = await ctx.get(_RECEIPT + subscription_id)
-    if not old_raw:
-        return None
-    old = DeliveryReceipt.model_validate(old_raw)
+async def cancel_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> dict[str, Any]:
+    """Mark a subscription cancelled unless its receipt is final already; the receipt as it
+    now is. ``receipt`` is the caller's view of it (a task's own subscribers keep their waiting
+    receipt in the task's state until they record one here). The caller cancels the
+    subscription's ``on_notify`` invocation."""
+    seen = DeliveryReceipt.model_validate(receipt)
+    key = _RECEIPT + seen.subscription_id
+    old_raw = await ctx.get(key, type_hint=dict)
+    old = DeliveryReceipt.model_validate(old_raw) if old_raw else seen
     if old.state.final:
         return old.model_dump(mode="json")
-    now = await ctx.time()
-    new = old.model_copy(update={"state": DeliveryState.CANCELLED, "updated_at": now})
-    ctx.set(_RECEIPT + subscription_id, new.model_dump(mode="json"))
+    new = old.model_copy(update={"state": DeliveryState.CANCELLED, "updated_at": await ctx.time()})
+    ctx.set(key, new.model_dump(mode="json"))
     return new.model_dump(mode="json")
 
 
 @deliveries.handler(name="list", kind="shared")
 async def list_receipts(ctx: ObjectSharedContext) -> list[dict[str, Any]]:
     """Every receipt of the task, oldest subscription first."""
-    out = []
+    out: list[dict[str, Any]] = []
     for key in await ctx.state_keys():
         if key.startswith(_RECEIPT):
-            value = await ctx.get(key)
+            value = await ctx.get(key, type_hint=dict)
             if value:
                 out.append(value)
     out.sort(key=lambda r: (r["created_at"], r["subscription_id"]))

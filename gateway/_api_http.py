@@ -17,7 +17,15 @@ from starlette.responses import JSONResponse
 
 from gateway._api_models import ErrorBody, ErrorField
 
-__all__ = ["ApiError", "error_response", "json_response", "parse_body", "read_body"]
+__all__ = [
+    "ApiError",
+    "error_response",
+    "json_response",
+    "parse_body",
+    "parse_json",
+    "read_body",
+    "validation_error",
+]
 
 M = TypeVar("M", bound=BaseModel)
 

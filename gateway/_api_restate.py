@@ -73,8 +73,11 @@ class RestateLink:
         if client is not None:
             await client.aclose()
 
-    async def _request(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
+    async def _request(self, method: str, url: str, body: bytes | None = None,
+                       accept: str | None = None) -> httpx.Response:
         headers = {"content-type": "application/json"} if body else {}
+        if accept:
+            headers["accept"] = accept
         try:
             return await self.client.request(method, url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -128,10 +131,27 @@ class RestateLink:
         data = await self._call(RECEIPTS, task_id, "list", None)
         return [DeliveryReceipt.model_validate(r) for r in data]
 
-    async def mark_cancelled(self, task_id: str, subscription_id: str) -> DeliveryReceipt | None:
-        """The receipt marked cancelled (or as it is, when final already); None: no such one."""
-        data = await self._call(RECEIPTS, task_id, "cancel", json.dumps(subscription_id).encode())
-        return None if data is None else DeliveryReceipt.model_validate(data)
+    async def mark_cancelled(self, task_id: str, seen: DeliveryReceipt) -> DeliveryReceipt:
+        """The receipt marked cancelled, or as it is when it is final already."""
+        data = await self._call(RECEIPTS, task_id, "cancel", seen.model_dump_json().encode())
+        return DeliveryReceipt.model_validate(data)
+
+    async def find_notify_invocation(self, task_id: str, subscription_id: str) -> str | None:
+        """The id of the ``on_notify`` invocation of a subscription (sent with the subscription
+        id as its idempotency key), from the admin API's invocation table; None: none yet."""
+        for value in (task_id, subscription_id):
+            if "'" in value or "\\" in value:  # both are validated ids; never quote-able
+                raise ValueError(f"{value!r} cannot be an id")
+        query = ("SELECT id FROM sys_invocation WHERE target_service_name = "
+                 f"'{SERVICE}' AND target_service_key = '{task_id}' AND target_handler_name = "
+                 f"'on_notify' AND idempotency_key = '{subscription_id}'")
+        r = await self._request("POST", f"{self.admin_url}/query", json.dumps(
+            {"query": query}).encode(), accept="application/json")
+        if r.status_code != 200:
+            raise RestateFailed(f"the admin query of invocations answered HTTP "
+                                f"{r.status_code}: {_message(r)}", status=r.status_code)
+        rows = r.json().get("rows", [])
+        return str(rows[0]["id"]) if rows else None
 
     async def cancel_invocation(self, invocation_id: str) -> None:
         """Ask Restate to cancel an invocation (admin API); one that already ended is fine."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -42,6 +43,7 @@ from gateway._api_http import (
     parse_body,
     parse_json,
     read_body,
+    validation_error,
 )
 from gateway._api_models import (
     SUBSCRIPTION_ID_PATTERN,
@@ -216,7 +218,11 @@ async def create_task(request: Request) -> Response:
     if len(prompt) > 100_000:
         raise ApiError.invalid("input" if spec.input else "prompt",
                                "the prompt with its input is longer than 100000 characters")
-    task = TaskRequest(prompt=prompt, agent=spec.agent, labels=spec.labels, subscriptions=subs)
+    try:
+        task = TaskRequest(prompt=prompt, agent=spec.agent, labels=spec.labels,
+                           subscriptions=subs)
+    except ValidationError as exc:  # e.g. a prompt of white space only
+        raise validation_error(exc, {"prompt": prompt, "agent": spec.agent}) from None
     started = await door.restate.start(task_id, task.model_dump_json(exclude_defaults=True)
                                        .encode())
     url = door.status_url(request, task_id)
@@ -262,30 +268,27 @@ async def cancel_subscription(request: Request) -> Response:
     door.authorize(request, "subscribe")
     task_id = _task_id_param(request)
     sid = str(request.path_params["subscription_id"])
-    missing = ApiError(404, "not_found", f"task {task_id!r} has no subscription {sid!r} (or "
-                                         "it has not started waiting yet)")
+    missing = ApiError(404, "not_found", f"task {task_id!r} has no subscription {sid!r}")
     if not _SUBSCRIPTION_ID.match(sid):
         raise missing
-    found = next((r for r in await door.restate.receipts(task_id)
-                  if r.subscription_id == sid), None)
+    status = await door.restate.status(task_id)
+    found = next((r for r in status.deliveries if r.subscription_id == sid), None)
     if found is None:
         raise missing
     if found.state is not DeliveryState.CANCELLED:
         _still_waiting(found)
-        if found.invocation_id:
-            await door.restate.cancel_invocation(found.invocation_id)
-        marked = await door.restate.mark_cancelled(task_id, sid)
-        if marked is None:
-            raise missing
-        found = marked
-        if found.state is not DeliveryState.CANCELLED:
-            _still_waiting(found)
+        invocation = found.invocation_id or await door.restate.find_notify_invocation(
+            task_id, sid)
+        if invocation:  # cancelled first, so it cannot deliver after being marked
+            await door.restate.cancel_invocation(invocation)
+        found = await door.restate.mark_cancelled(task_id, found)
+        _still_waiting(found)  # it was delivered (or failed) in the meantime
         log.info("subscription %s of task %s cancelled", sid, task_id)
     return json_response(found)
 
 
 def _still_waiting(receipt: DeliveryReceipt) -> None:
-    if receipt.state.final:
+    if receipt.state.final and receipt.state is not DeliveryState.CANCELLED:
         raise ApiError(409, "conflict", f"subscription {receipt.subscription_id} is already "
                                         f"{receipt.state.value}: there is nothing to cancel")
 

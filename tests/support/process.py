@@ -28,7 +28,7 @@ class GatewayProcess:
         self._ready.clear()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(self.config),
-             "--host", "127.0.0.1", "--restate-port", str(self.port),
+             "--host", "127.0.0.1", "--restate-port", str(self.port), "--only", "restate",
              "--register-with", self.admin_url],
             env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,

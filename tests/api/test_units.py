@@ -146,3 +146,26 @@ def test_hook_secrets_stay_out_of_reprs_and_errors() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, plugins=fake_plugins(), env={"ORDERS": short})
     assert short not in str(caught.value) and "at least 16 random bytes" in str(caught.value)
+
+
+def test_an_unexpected_error_is_a_json_500_that_says_nothing_inside(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from gateway._api_restate import RestateLink
+    from gateway.api import ApiSettings, create_api
+    from gateway.runtime import Runtime
+
+    def broken() -> Runtime:
+        raise RuntimeError("internal detail: /srv/secret/path")
+
+    key = new_key()
+    settings = ApiSettings(KeyRing([ApiKey(name="k", hash=hash_key(key))]), {})
+    app, _ = create_api(settings, broken, RestateLink("http://127.0.0.1:9", "http://127.0.0.1:9"))
+    with TestClient(app, headers={"authorization": f"Bearer {key}"}) as client:
+        r = client.post("/v1/tasks", json={"prompt": "x"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal", "message": "unexpected error; it has been logged",
+                        "fields": []}
+    assert "RuntimeError" in caplog.text and "/srv/secret/path" not in caplog.text

@@ -398,7 +398,9 @@ def register(
     from gateway.engine import register_deployment
 
     result = register_deployment(admin_url, service_url, timeout=timeout)
-    services = [s.get("name") for s in result.get("services", [])]  # type: ignore[union-attr]
+    listed = result.get("services")
+    services = [s.get("name") for s in listed if isinstance(s, dict)] if isinstance(
+        listed, list) else []
     out.print(f"registered {service_url}: {', '.join(str(s) for s in services)}")
 
 

@@ -35,6 +35,7 @@ from restate import (
 from restate.asyncio import wait_completed
 from restate.serde import BytesSerde
 
+from gateway import _metrics, _trace
 from gateway.channels import format_validation_error
 from gateway.errors import (
     PermanentDeliveryError,
@@ -52,6 +53,7 @@ from gateway.models import (
     TaskState,
     TaskStatus,
 )
+from gateway.observability import bind_delivery
 from gateway.render import TaskView
 from gateway.runtime import Runtime, current_runtime
 
@@ -132,6 +134,8 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     if problem is not None:
         ctx.set("state", TaskState.FAILED.value)
         ctx.set("error", f"invalid task: {problem}")
+        if not _trace.replaying():
+            _metrics.TASKS_FINISHED.labels("unknown", "invalid").inc()
         await ctx.promise(RESULT_PROMISE).reject(f"invalid task: {problem}", 400)
         raise TerminalError(f"invalid task: {problem}", 400)
 
@@ -140,10 +144,19 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
                 labels=request.labels, submitted_at=submitted_at)
     ctx.set("task", task.model_dump(mode="json"))
     ctx.set("state", TaskState.RUNNING.value)
+    # the task's trace context: journaled only when the request brought one (see _trace)
+    invocation = ctx.request()
+    traceparent = invocation.headers.get(_trace.TRACEPARENT)
+    if traceparent:
+        ctx.set("trace", traceparent)
+    span = _trace.start_run(task_id, invocation.id, invocation.headers, submitted_at,
+                            request.agent)
+    if not _trace.replaying():
+        _metrics.TASKS_STARTED.labels(request.agent).inc()
     if runner.spec.deadline:
         ctx.set("deadline_at", submitted_at + runner.spec.deadline)
     # standing subscriptions: journaled, so a configuration change cannot alter who was chosen
-    routed = await ctx.run_typed("route", lambda: _route(rt, task),
+    routed = await ctx.run_typed("route", lambda: _route(rt, task, span),
                                  RunOptions(type_hint=list[dict[str, Any]], max_attempts=3))
     chosen = {sub.id: sub for sub in subs}
     for raw in routed:
@@ -151,16 +164,18 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
         chosen.setdefault(sub.id, sub)
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
     ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
+    send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)
     for sub in chosen.values():
         sub = sub.model_copy(update={"from_task": True})
-        ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id)
+        ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id,
+                          headers=send_headers)
 
     try:
         output = await runner.run(request.prompt, submitted_at=submitted_at)
     except TerminalError as exc:
-        return await _fail(ctx, rt, exc.message)
+        return await _fail(ctx, rt, exc.message, task.agent, span)
     except (AgentRunError, UserError) as exc:
-        return await _fail(ctx, rt, f"{type(exc).__name__}: {exc}")
+        return await _fail(ctx, rt, f"{type(exc).__name__}: {exc}", task.agent, span)
 
     completed_at = await ctx.time()
     result = TaskResult(task_id=task_id, agent=task.agent, prompt=task.prompt, labels=task.labels,
@@ -168,7 +183,14 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     payload = result.model_dump(mode="json")
     ctx.set("result", payload)
     ctx.set("state", TaskState.SUCCEEDED.value)
-    await ctx.promise(RESULT_PROMISE, type_hint=dict).resolve(payload)
+    if not _trace.replaying():
+        _metrics.TASKS_FINISHED.labels(task.agent, "succeeded").inc()
+    with _trace.promise("succeeded"):
+        resolved = ctx.promise(RESULT_PROMISE, type_hint=dict).resolve(payload)
+    await resolved
+    if span is not None:
+        span.attributes["gateway.task.outcome"] = "succeeded"
+        span.finish()
     return payload
 
 
@@ -182,8 +204,16 @@ def _waiting(rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]:
     ).model_dump(mode="json", exclude_none=True)
 
 
-def _route(rt: Runtime, task: Task) -> list[dict[str, Any]]:
+def _route(rt: Runtime, task: Task,
+           span: _trace.HandlerTrace | None = None) -> list[dict[str, Any]]:
     """The standing subscriptions of ``task`` that this gateway's channels accept."""
+    with _trace.journaled("route", span) as routing:
+        out = _route_checked(rt, task)
+        routing.set_attribute("gateway.subscription.count", len(out))
+    return out
+
+
+def _route_checked(rt: Runtime, task: Task) -> list[dict[str, Any]]:
     out = []
     for sub in rt.route(task):
         try:
@@ -200,12 +230,20 @@ def _route(rt: Runtime, task: Task) -> list[dict[str, Any]]:
     return out
 
 
-async def _fail(ctx: WorkflowContext, rt: Runtime, error: str) -> dict[str, Any]:
+async def _fail(ctx: WorkflowContext, rt: Runtime, error: str, agent: str,
+                span: _trace.HandlerTrace | None) -> dict[str, Any]:
     error = rt.redact(error)
     ctx.set("error", error)
     ctx.set("completed_at", await ctx.time())
     ctx.set("state", TaskState.FAILED.value)
-    await ctx.promise(RESULT_PROMISE).reject(error)
+    if not _trace.replaying():
+        _metrics.TASKS_FINISHED.labels(agent, "failed").inc()
+    with _trace.promise("failed"):
+        rejected = ctx.promise(RESULT_PROMISE).reject(error)
+    await rejected
+    if span is not None:
+        span.attributes["gateway.task.outcome"] = "failed"
+        span.finish(error="agent_failed")
     return {"task_id": ctx.key(), "state": TaskState.FAILED.value, "error": error}
 
 
@@ -219,7 +257,14 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     sub = checked_subscription(
         rt, ctx.key(), _json_body(body, "subscribe", '"me@example.com" or "CHANNEL:TARGET"')
     )
-    ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id)
+    # in the task's trace, linked to this request's (journaled only when it brought one)
+    traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
+    headers = None
+    if traceparent:
+        task_trace = await ctx.get("trace", type_hint=str)
+        headers = _trace.subscribe_headers(ctx.key(), task_trace, traceparent)
+    ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
+                      headers=headers)
     inst = rt.channels.get(sub.channel)
     return {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
             "target": inst.channel.redact_target(sub.target)}
@@ -272,21 +317,33 @@ def message_id(task_id: str, subscription_id: str, kind: str) -> str:
 
 
 @workflow.handler(input_serde=RAW, enable_lazy_state=True,
-                  idempotency_retention=timedelta(days=7))
+                  idempotency_retention=timedelta(days=7),
+                  # a subscriber waiting for the result is suspended after 5 s without
+                  # activity instead of Restate's default minute: waiting then holds no
+                  # stream, coroutine or memory in the gateway process
+                  inactivity_timeout=timedelta(seconds=5))
 async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     """Tell one subscriber the task's outcome: ``"me@example.com"``, ``"CHANNEL:TARGET"`` or
     ``{"channel": ..., "target": ..., "options": {...}, "fallback": [...]}``."""
     rt = current_runtime()
     raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
     sub = checked_subscription(rt, ctx.key(), raw)
+    assert sub.id is not None
+    bind_delivery(sub.id, sub.channel)
+    span = _trace.start_notify(ctx, sub.id, sub.channel)
     try:
-        return await _notify(ctx, rt, sub)
+        receipt = await _notify(ctx, rt, sub)
     except TerminalError as exc:
         if not _is_cancellation(exc):
             raise
+    else:
+        _trace.finish_notify(span, receipt)
+        return receipt
     # cancelled (DELETE of the subscription, or an operator): nothing more is sent
-    return _record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
+    receipt = _record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
         mode="json")
+    _trace.finish_notify(span, receipt)
+    return receipt
 
 
 def _is_cancellation(exc: TerminalError) -> bool:
@@ -305,6 +362,7 @@ async def _notify(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) ->
         except TerminalError:
             settled = True
     outcome_future = promise.value()
+    waiting_since: float | None = None
     if not settled and (not sub.from_task or "timed_out" in sub.outcomes):
         waiting_since = await ctx.time()
         if not sub.from_task:
@@ -316,7 +374,9 @@ async def _notify(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) ->
     except TerminalError as exc:
         if _is_cancellation(exc):
             raise
+        _trace.waited(waiting_since, settled, "failed")
         return await _deliver_failure(ctx, rt, sub, exc.message)
+    _trace.waited(waiting_since, settled, "succeeded")
     view = TaskView(task_id=result.task_id, agent=result.agent, prompt=result.prompt,
                     labels=result.labels, output=result.output, completed_at=result.completed_at)
     if "succeeded" not in sub.outcomes:
@@ -369,19 +429,30 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
     last_status: int | None = None
     at = 0.0
     chain: list[Target] = [sub, *sub.fallback]
+    span = _trace.current()
+    result_at = view.completed_at if kind == "result" else None
     for step, target in enumerate(chain):
+        if step:
+            bind_delivery(sub.id, target.channel)
+            _trace.fallback(chain[step - 1].channel, target.channel, step)
         try:
             inst = rt.channels.get(target.channel)
             options = inst.effective_options(target.options)
-            message = rt.renderer.render(kind=kind, task=view, subscription=sub, target=target,
-                                         channel=inst, message_id=mid)
+            with _trace.render(target.channel, kind):
+                message = rt.renderer.render(kind=kind, task=view, subscription=sub,
+                                             target=target, channel=inst, message_id=mid)
         except UserInputError as exc:  # channel gone since subscribing, or a template failed
             last_error = f"{target.channel}: {rt.redact(str(exc))}"
+            log.warning("subscription %s: channel %s cannot deliver: %s", sub.id,
+                        target.channel, last_error)
             continue
         policy = inst.retry
 
-        async def attempt() -> AttemptOutcome:
-            return await _attempt_once(rt, inst.channel, message, options, policy.attempt_timeout)
+        async def attempt(n: int) -> AttemptOutcome:
+            with _trace.delivery(span, target.channel, n, mid) as attempt_span:
+                observe = _AttemptObserver(attempt_span, target.channel, result_at)
+                return await _attempt_once(rt, inst.channel, message, options,
+                                           policy.attempt_timeout, observe)
 
         run_options: RunOptions[AttemptOutcome] = RunOptions(
             type_hint=AttemptOutcome, max_attempts=policy.max_attempts,
@@ -392,7 +463,8 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
         for n in range(1, policy.max_attempts + 1):
             attempts += 1
             try:
-                outcome = await ctx.run_typed(f"deliver {target.channel} #{n}", attempt, run_options)
+                outcome = await ctx.run_typed(f"deliver {target.channel} #{n}", attempt,
+                                              run_options, n)
             except TerminalError as exc:  # the channel raised something unexpected, retries spent
                 if _is_cancellation(exc):
                     raise
@@ -409,6 +481,8 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
             last_error = f"{target.channel}: {outcome.error}"
             last_status = outcome.provider_status
             if outcome.permanent or n == policy.max_attempts:
+                log.warning("subscription %s: %s gave up after attempt %d: %s", sub.id,
+                            target.channel, n, last_error)
                 break
             _record(ctx, rt, sub, DeliveryState.RETRYING, at=at, kind=kind, attempts=attempts,
                     channel_used=target.channel, last_error=last_error,
@@ -420,22 +494,47 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
     return receipt.model_dump(mode="json")
 
 
+class _AttemptObserver:
+    """Counts one delivery attempt and describes it on its span (inside the journaled step:
+    once per attempt, never on a replay)."""
+
+    def __init__(self, span: Any, channel: str, result_at: float | None) -> None:
+        self.span = span
+        self.channel = channel
+        self.result_at = result_at
+
+    def __call__(self, outcome_label: str, outcome: AttemptOutcome) -> None:
+        _metrics.DELIVERY_ATTEMPTS.labels(self.channel, outcome_label).inc()
+        if outcome.ok and self.result_at is not None:
+            _metrics.DELIVERY_LATENCY.labels(self.channel).observe(
+                max(0.0, outcome.at - self.result_at))
+        _trace.attempted(self.span, outcome_label, outcome.provider_status, outcome.error)
+
+
 async def _attempt_once(rt: Runtime, channel: Any, message: Any, options: Any,
-                        timeout: float) -> AttemptOutcome:
+                        timeout: float, observe: _AttemptObserver | None = None
+                        ) -> AttemptOutcome:
     import time
 
     try:
         receipt = await asyncio.wait_for(channel.send(message, options), timeout)
     except TransientDeliveryError as exc:
-        return AttemptOutcome(ok=False, at=time.time(), error=rt.redact(str(exc)),
-                              provider_status=exc.status, retry_after=exc.retry_after)
+        label, outcome = "transient", AttemptOutcome(
+            ok=False, at=time.time(), error=rt.redact(str(exc)), provider_status=exc.status,
+            retry_after=exc.retry_after)
     except PermanentDeliveryError as exc:
-        return AttemptOutcome(ok=False, at=time.time(), permanent=True,
-                              error=rt.redact(str(exc)), provider_status=exc.status)
+        label, outcome = "permanent", AttemptOutcome(
+            ok=False, at=time.time(), permanent=True, error=rt.redact(str(exc)),
+            provider_status=exc.status)
     except TimeoutError:
-        return AttemptOutcome(ok=False, at=time.time(),
-                              error=f"no answer within {timeout:g}s (attempt timeout)")
-    return AttemptOutcome(ok=True, at=time.time(), provider_status=receipt.provider_status)
+        label, outcome = "timeout", AttemptOutcome(
+            ok=False, at=time.time(), error=f"no answer within {timeout:g}s (attempt timeout)")
+    else:
+        label, outcome = "delivered", AttemptOutcome(
+            ok=True, at=time.time(), provider_status=receipt.provider_status)
+    if observe is not None:
+        observe(label, outcome)
+    return outcome
 
 
 def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: DeliveryState, *,
@@ -451,6 +550,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
         provider_status=provider_status, message_id=message_id, created_at=at, updated_at=at,
         delivered_at=delivered_at, invocation_id=ctx.request().id,
     )
+    if state.final and not _trace.replaying():
+        _metrics.DELIVERIES.labels(sub.channel, state.value).inc()
     ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
     return receipt
 

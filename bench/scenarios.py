@@ -83,7 +83,7 @@ async def latency(rate: float, seconds: float, subs: int = 3) -> dict[str, Any]:
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             await asyncio.gather(*pending)
-            stats, wall = await wait_count(system, http, n * subs, 120, t0)
+            stats, _ = await wait_count(system, http, n * subs, 120, t0)
         return {"offered_tasks_per_s": rate, "seconds": seconds, "subscriptions": subs,
                 "delivered": int(stats.get("unique", 0)), "deliveries": n * subs,
                 "p50_ms": stats.get("p50_ms"), "p95_ms": stats.get("p95_ms"),

@@ -55,7 +55,8 @@ class GatewayClient:
     def _post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
             content_type = {"content-type": "application/json"} if body else {}
-            response = self._http.post(url, content=body, headers={**content_type, **(headers or {})})
+            response = self._http.post(url, content=body,
+                                       headers={**content_type, **(headers or {})})
         except httpx.HTTPError as exc:
             raise EngineError(
                 f"cannot reach the Restate ingress at {self.ingress_url} ({exc}); is `gateway up` "

@@ -44,7 +44,8 @@ def run_demo(out: Console, *, timeout: float = 60.0) -> int:
 
     def on_mail(msg: Any) -> None:
         seen.append("email")
-        out.print(f"[green]✔ email delivered[/] to {msg['X-Envelope-To']}: {escape(str(msg['Subject']))}")
+        subject = escape(str(msg["Subject"]))
+        out.print(f"[green]✔ email delivered[/] to {msg['X-Envelope-To']}: {subject}")
         if len(seen) >= 2:
             arrived.set()
 

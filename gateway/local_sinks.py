@@ -68,7 +68,7 @@ class Mailbox(_Collector):
     def port(self) -> int:
         return int(self._controller.port)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         msg["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
@@ -134,7 +134,7 @@ class WebhookReceiver(_Collector):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server hook
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -158,7 +158,8 @@ class WebhookReceiver(_Collector):
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
+    def _answer(self, path: str, headers: dict[str, str],
+                body: bytes) -> tuple[int, dict[str, str]]:
         verified: bool | None = None
         if self.secret is not None:
             try:

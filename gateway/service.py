@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import restate
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-import restate
 from gateway.runtime import Runtime, install_runtime
 from gateway.workflow import deliveries, workflow
 
@@ -26,7 +26,8 @@ def create_app(runtime: Runtime, identity_keys: Sequence[str] | None = None) -> 
     """The Restate ASGI app serving the workflow and the receipts object, with ``runtime``
     installed for its handlers. ``identity_keys`` makes it verify the server's requests."""
     install_runtime(runtime)
-    return restate.app(services=[workflow, deliveries], identity_keys=list(identity_keys or []) or None)
+    keys = list(identity_keys or []) or None
+    return restate.app(services=[workflow, deliveries], identity_keys=keys)
 
 
 def hypercorn_config(host: str, port: int) -> Config:

@@ -71,7 +71,8 @@ def test_status_of_unknown_task_exits_1(gateway: str, restate_server: LocalEngin
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["submit", "x", "--notify", "not-an-address"], "neither an email address nor CHANNEL:TARGET"),
+        (["submit", "x", "--notify", "not-an-address"],
+         "neither an email address nor CHANNEL:TARGET"),
         (["submit", "   "], "the prompt is empty"),
         (["submit", "x", "--label", "novalue"], "KEY=VALUE"),
         (["subscribe", "t1", "::"], "neither an email address"),

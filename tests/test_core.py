@@ -43,8 +43,10 @@ def test_early_subscribers_on_two_channels_get_the_result(
     task_id = new_id("early")
     to = f"{task_id}@example.com"
     request = TaskRequest(prompt="Write a poem about queues", labels={"team": "data"},
-                          subscriptions=[Subscription.parse(to),
-                                         Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id))])
+                          subscriptions=[
+                              Subscription.parse(to),
+                              Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id)),
+                          ])
     assert client.submit(task_id, request).new
 
     status = client.wait(task_id, timeout=30)
@@ -87,8 +89,8 @@ def test_the_same_task_id_twice_runs_once(
     gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
 ) -> None:
     task_id = new_id("dup")
-    request = TaskRequest(prompt="Only once",
-                          subscriptions=[Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id))])
+    hook = Subscription.parse("webhook:" + hook_url(webhook_receiver, task_id))
+    request = TaskRequest(prompt="Only once", subscriptions=[hook])
     first = client.submit(task_id, request)
     second = client.submit(task_id, request)
     assert first.new and not second.new

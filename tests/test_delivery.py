@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
 from gateway.local_sinks import Mailbox, WebhookReceiver
 from gateway.models import DeliveryState, Subscription, Target, TaskRequest, TaskState
 from tests.conftest import TEST_ENV, WEBHOOK_SECRET, new_engine
@@ -119,7 +117,8 @@ def test_a_third_party_plugin_delivers_without_gateway_changes(
     echo_site: Path, tmp_path: Path, config_file: Path
 ) -> None:
     """Install a plugin package, name its channel in a subscription: it delivers."""
-    env = {**TEST_ENV, "PYTHONPATH": os.pathsep.join([str(echo_site), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(echo_site), os.environ.get("PYTHONPATH", "")])
+    env = {**TEST_ENV, "PYTHONPATH": path}
     listing = subprocess.run([sys.executable, "-m", "gateway", "channels"], capture_output=True,
                              text=True, env={**os.environ, **env, "COLUMNS": "200"}, timeout=60)
     assert "echo" in listing.stdout and "gateway-channel-echo" in listing.stdout

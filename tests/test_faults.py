@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
 from gateway.local_sinks import WebhookReceiver
 from gateway.models import DeliveryState, Subscription, TaskRequest
 from tests.conftest import TEST_ENV, WEBHOOK_SECRET, new_engine

@@ -94,5 +94,5 @@ class Channel(ABC, Generic[OptionsT]):
     async def send(self, message: Message, options: OptionsT) -> SendReceipt:
         """Deliver ``message`` or raise a :class:`~gateway.errors.DeliveryError`."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by default
+    async def aclose(self) -> None:
         """Release shared resources (HTTP clients) at shutdown."""

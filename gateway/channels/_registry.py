@@ -43,7 +43,9 @@ def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
     return (dist.metadata["Name"] or dist.name, dist.version)
 
 
-def discover_plugins(entry_points: Iterable[md.EntryPoint] | None = None) -> dict[str, ChannelPlugin]:
+def discover_plugins(
+    entry_points: Iterable[md.EntryPoint] | None = None,
+) -> dict[str, ChannelPlugin]:
     """Load every channel plugin; fail on an import error or a name claimed twice."""
     eps = md.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points
     found: dict[str, ChannelPlugin] = {}
@@ -51,7 +53,7 @@ def discover_plugins(entry_points: Iterable[md.EntryPoint] | None = None) -> dic
         dist, version = _dist_of(ep)
         try:
             cls = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported, naming the plugin
+        except Exception as exc:
             raise PluginError(
                 f"channel plugin {ep.name!r} from distribution {dist} {version} failed to "
                 f"import ({ep.value}): {type(exc).__name__}: {exc}; reinstall or remove {dist}"
@@ -114,7 +116,8 @@ class ChannelInstance:
 class Channels:
     """The channel instances a process delivers through, by name."""
 
-    def __init__(self, plugins: Mapping[str, ChannelPlugin], instances: Mapping[str, ChannelInstance]):
+    def __init__(self, plugins: Mapping[str, ChannelPlugin],
+                 instances: Mapping[str, ChannelInstance]) -> None:
         self.plugins = dict(plugins)
         self._instances = dict(instances)
 

@@ -93,8 +93,9 @@ class System:
         if self.kind == "gateway":
             config = self.base / "gateway.yaml"
             config.write_text(GATEWAY_CONFIG % {"secret": WEBHOOK_SECRET, "hold": self.hold or 1})
-            cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(config),
-                   "--host", "127.0.0.1", "--restate-port", str(self.service_port)]
+            cmd = [sys.executable, "-m", "gateway", "serve", "--only", "restate",
+                   "--config", str(config), "--host", "127.0.0.1",
+                   "--restate-port", str(self.service_port)]
         else:
             cmd = [sys.executable, "-m", "bench.baseline_app", "--port", str(self.service_port)]
         self.service = subprocess.Popen(cmd, cwd=ROOT, env={**env, "GATEWAY_LOG_LEVEL": "error"},

@@ -17,7 +17,7 @@ from tests.k8s import k8s_support as k
 
 # Stand-ins for the Secret values the pods get; shaped like the real thing where that matters.
 DUMMY_SECRETS = {
-    "WEBHOOK_SIGNING_SECRET": "whsec_" + base64.b64encode(b"k8s-check-dummy-signing-key!").decode(),
+    "WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"k8s-check-dummy-signing-key!").decode(),
     "SLACK_WEBHOOK_URL": "https://hooks.example.invalid/services/k8s-check",
 }
 

@@ -204,7 +204,7 @@ def test_no_secret_values(name: str) -> None:
         "SLACK_WEBHOOK_URL",
         "TWILIO_ACCOUNT_SID",
         "TWILIO_AUTH_TOKEN",
-        "WEBHOOK_SIGNING_SECRET",
+        "WEBHOOK_SECRET",
     } <= set(refs)
 
 
@@ -412,7 +412,7 @@ def _all_ports_open(o: list[dict[str, Any]]) -> None:
 
 def _config_secret_not_provided(o: list[dict[str, Any]]) -> None:
     gateway = _gateway(o)
-    gateway["env"] = [e for e in gateway["env"] if e["name"] != "WEBHOOK_SIGNING_SECRET"]
+    gateway["env"] = [e for e in gateway["env"] if e["name"] != "WEBHOOK_SECRET"]
 
 
 def _unknown_deployment_field(o: list[dict[str, Any]]) -> None:

@@ -32,6 +32,7 @@ from restate import RunOptions, TerminalError
 from restate.ext.pydantic import RestateAgent, RestateModelWrapper
 from restate.serde import Serde
 
+from gateway._trace import agent_instrumentation
 from gateway.errors import TaskInputError
 
 __all__ = ["AgentRunner", "AgentSpec", "OfflineModelError", "build_agent", "offline_model"]
@@ -167,16 +168,21 @@ class AgentRunner:
 
 
 def build_agent(spec: AgentSpec) -> AgentRunner:
-    """Build the durable agent for ``spec``; ``GATEWAY_MODEL`` overrides the default agent's model."""
+    """Build the durable agent for ``spec``; ``GATEWAY_MODEL`` overrides the default agent's
+    model."""
     model_name = spec.model
     if spec.name == "default" and os.environ.get("GATEWAY_MODEL"):
         model_name = os.environ["GATEWAY_MODEL"]
         spec = AgentSpec(spec.name, model_name, spec.instructions, spec.deadline,
                          spec.max_attempts, spec.timeout)
-    model = offline_model(model_name) if model_name.startswith("offline") else infer_model(model_name)
+    model = (offline_model(model_name) if model_name.startswith("offline")
+             else infer_model(model_name))
     if spec.timeout:
         model = _TimeLimitedModel(model, spec.name, spec.timeout)
     agent: Agent[None, str] = Agent(model, instructions=spec.instructions, name=spec.name)
+    instrumentation = agent_instrumentation()
+    if instrumentation is not None:  # its spans of the run and model calls (tracing is on)
+        agent.instrument = instrumentation
     options: RunOptions[object] = RunOptions(
         max_attempts=spec.max_attempts,
         initial_retry_interval=timedelta(milliseconds=500),

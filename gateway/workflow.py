@@ -17,9 +17,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import restate
 from pydantic import BaseModel, ValidationError
 from pydantic_ai.exceptions import AgentRunError, UserError
-import restate
 from restate import (
     DurablePromise,
     InvocationRetryPolicy,
@@ -447,13 +447,8 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                         target.channel, last_error)
             continue
         policy = inst.retry
-
-        async def attempt(n: int) -> AttemptOutcome:
-            with _trace.delivery(span, target.channel, n, mid) as attempt_span:
-                observe = _AttemptObserver(attempt_span, target.channel, result_at)
-                return await _attempt_once(rt, inst.channel, message, options,
-                                           policy.attempt_timeout, observe)
-
+        attempt = _Attempt(rt, inst.channel, message, options, policy.attempt_timeout,
+                           target.channel, mid, span, result_at)
         run_options: RunOptions[AttemptOutcome] = RunOptions(
             type_hint=AttemptOutcome, max_attempts=policy.max_attempts,
             initial_retry_interval=timedelta(seconds=policy.initial_interval),
@@ -463,7 +458,7 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
         for n in range(1, policy.max_attempts + 1):
             attempts += 1
             try:
-                outcome = await ctx.run_typed(f"deliver {target.channel} #{n}", attempt,
+                outcome = await ctx.run_typed(f"deliver {target.channel} #{n}", attempt.run,
                                               run_options, n)
             except TerminalError as exc:  # the channel raised something unexpected, retries spent
                 if _is_cancellation(exc):
@@ -472,7 +467,8 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                                          error=rt.redact(exc.message))
             at = outcome.at or at
             if outcome.ok:
-                state = DeliveryState.DELIVERED if step == 0 else DeliveryState.DELIVERED_BY_FALLBACK
+                state = (DeliveryState.DELIVERED if step == 0
+                         else DeliveryState.DELIVERED_BY_FALLBACK)
                 receipt = _record(ctx, rt, sub, state, at=at, kind=kind, attempts=attempts,
                                   channel_used=target.channel, last_error=last_error,
                                   provider_status=outcome.provider_status, message_id=mid,
@@ -492,6 +488,24 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
     receipt = _record(ctx, rt, sub, DeliveryState.FAILED, at=at, kind=kind, attempts=attempts,
                       last_error=last_error, provider_status=last_status, message_id=mid)
     return receipt.model_dump(mode="json")
+
+
+class _Attempt:
+    """The journaled step of delivery attempt number ``n`` of a message on one channel."""
+
+    def __init__(self, rt: Runtime, channel: Any, message: Any, options: Any, timeout: float,
+                 channel_name: str, message_id: str, span: _trace.HandlerTrace | None,
+                 result_at: float | None) -> None:
+        self.rt, self.channel, self.message, self.options = rt, channel, message, options
+        self.timeout = timeout
+        self.channel_name, self.message_id = channel_name, message_id
+        self.span, self.result_at = span, result_at
+
+    async def run(self, n: int) -> AttemptOutcome:
+        with _trace.delivery(self.span, self.channel_name, n, self.message_id) as span:
+            observe = _AttemptObserver(span, self.channel_name, self.result_at)
+            return await _attempt_once(self.rt, self.channel, self.message, self.options,
+                                       self.timeout, observe)
 
 
 class _AttemptObserver:

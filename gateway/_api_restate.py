@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from gateway._api_trace import inject
+from gateway._metrics import SUBSCRIPTIONS_WAITING
 from gateway.models import DeliveryReceipt, TaskStatus
 
 __all__ = ["RestateFailed", "RestateLink", "Started"]
@@ -78,6 +80,7 @@ class RestateLink:
         headers = {"content-type": "application/json"} if body else {}
         if accept:
             headers["accept"] = accept
+        inject(headers)  # the current span's traceparent (tracing on): the task's trace
         try:
             return await self.client.request(method, url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -161,6 +164,20 @@ class RestateLink:
             return
         raise RestateFailed(f"cancelling invocation {invocation_id} answered HTTP "
                             f"{r.status_code}: {_message(r)}", status=r.status_code)
+
+    async def refresh_metrics(self) -> None:
+        """Update the scrape-time gauges: subscriptions whose ``on_notify`` has not finished
+        (NaN when the admin API does not answer)."""
+        query = ("SELECT count(*) AS n FROM sys_invocation WHERE target_service_name = "
+                 f"'{SERVICE}' AND target_handler_name = 'on_notify' AND status != 'completed'")
+        try:
+            r = await self._request("POST", f"{self.admin_url}/query",
+                                    json.dumps({"query": query}).encode(),
+                                    accept="application/json")
+            rows = r.json().get("rows", []) if r.status_code == 200 else None
+        except (RestateFailed, ValueError):
+            rows = None
+        SUBSCRIPTIONS_WAITING.set(float(rows[0]["n"]) if rows else float("nan"))
 
     async def readiness(self) -> str | None:
         """Why the gateway is not ready (None: Restate answers and the service is registered)."""

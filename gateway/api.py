@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import _metrics, _trace
 from gateway._api_auth import Caller, KeyRing, Unauthenticated
 from gateway._api_http import (
     ApiError,
@@ -59,6 +60,7 @@ from gateway._api_models import (
 )
 from gateway._api_openapi import Header, Operation, PathParam, openapi_document
 from gateway._api_restate import HandlerRefused, RestateFailed, RestateLink
+from gateway._api_trace import HttpServerSpans, accept_task
 from gateway._inbound import HookRejected, MappingFailed, hook_task_id, task_request, verify
 from gateway.config import GatewayConfig, HookSource
 from gateway.config import Scope as KeyScope
@@ -223,8 +225,10 @@ async def create_task(request: Request) -> Response:
                            subscriptions=subs)
     except ValidationError as exc:  # e.g. a prompt of white space only
         raise validation_error(exc, {"prompt": prompt, "agent": spec.agent}) from None
-    started = await door.restate.start(task_id, task.model_dump_json(exclude_defaults=True)
-                                       .encode())
+    with accept_task(task_id, spec.agent, len(subs)) as span:
+        started = await door.restate.start(task_id, task.model_dump_json(
+            exclude_defaults=True).encode())
+        span.set_attribute("gateway.task.created", started.new)
     url = door.status_url(request, task_id)
     log.info("task %s %s by key %s", task_id, "started" if started.new else "repeated",
              caller.name)
@@ -314,8 +318,10 @@ async def receive_hook(request: Request) -> Response:
         task = task_request(hook, source, webhook_id, payload)
     except MappingFailed as exc:
         raise ApiError.invalid("body", str(exc)) from None
-    started = await door.restate.start(task_id, task.model_dump_json(exclude_defaults=True)
-                                       .encode())
+    with accept_task(task_id, task.agent, len(task.subscriptions), hook=source) as span:
+        started = await door.restate.start(task_id, task.model_dump_json(
+            exclude_defaults=True).encode())
+        span.set_attribute("gateway.task.created", started.new)
     log.info("hook %s: delivery %s -> task %s (%s)", source, webhook_id, task_id,
              "started" if started.new else "duplicate")
     url = door.status_url(request, task_id)
@@ -474,6 +480,8 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
     routes = [Route(op.path, handlers[op.operation_id], methods=[op.method.upper()])
               for op in OPERATIONS]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    routes.append(Route("/metrics", _metrics.metrics_endpoint(restate.refresh_metrics),
+                        methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers={
         ApiError: _api_error, HTTPException: _http_error, HandlerRefused: _refused,
         RestateFailed: _restate_failed, Exception: _unexpected,
@@ -484,4 +492,5 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
         description="Start agent tasks, subscribe to their outcome on any channel, follow "
                     "them. Errors are JSON: {error, message, fields}.",
     )
-    return _ErrorBoundary(app), door
+    boundary = _ErrorBoundary(app)
+    return (HttpServerSpans(boundary) if _trace.enabled() else boundary), door

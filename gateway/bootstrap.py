@@ -11,6 +11,7 @@ from gateway.agent import AgentSpec, build_agent
 from gateway.channels import ChannelPlugin, Channels, discover_plugins
 from gateway.errors import ConfigError
 from gateway.models import RetryPolicy
+from gateway.observability import set_redactor
 from gateway.render import Renderer
 from gateway.runtime import Runtime, install_runtime, redactor
 
@@ -25,7 +26,8 @@ log = logging.getLogger("gateway.bootstrap")
 def build_runtime(
     *,
     plugins: Mapping[str, ChannelPlugin] | None = None,
-    channel_overrides: Mapping[str, tuple[str, Mapping[str, Any], RetryPolicy | None]] | None = None,
+    channel_overrides: Mapping[str, tuple[str, Mapping[str, Any], RetryPolicy | None]]
+    | None = None,
     agents: list[AgentSpec] | None = None,
     secrets: list[str] | None = None,
     public_url: str | None = None,
@@ -74,6 +76,7 @@ def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None]]
         runtime = build_runtime(plugins=plugins)
     else:
         runtime = runtime_for(load_config(config_path, plugins=plugins), plugins)
+    set_redactor(runtime.redact)  # log lines and spans lose the configured secrets
     state = {"runtime": runtime}
 
     def reload() -> None:
@@ -84,6 +87,7 @@ def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None]]
             return
         state["runtime"] = runtime_for(config, plugins, shared=state["runtime"].channels)
         install_runtime(state["runtime"])
+        set_redactor(state["runtime"].redact)
         log.warning("configuration reloaded from %s: %s", config_path, config.summary())
 
     return runtime, reload

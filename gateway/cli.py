@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
 import sys
-import time
 import uuid
-from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,7 +16,7 @@ from rich.table import Table
 
 from gateway.cli_config import config_app
 from gateway.client import ApiClient, GatewayClient
-from gateway.errors import ConfigError, EngineError, GatewayError, UserInputError
+from gateway.errors import ConfigError, GatewayError, UserInputError
 from gateway.models import Subscription, TaskRequest, TaskState, TaskStatus
 
 if TYPE_CHECKING:
@@ -30,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 
-class Only(str, Enum):
+class Only(StrEnum):
     """What ``gateway serve --only`` serves."""
 
     api = "api"
@@ -65,7 +60,8 @@ ApiKeyOpt = Annotated[
 ]
 
 
-def _client(ingress_url: str, api_url: str | None, api_key: str | None) -> GatewayClient | ApiClient:
+def _client(ingress_url: str, api_url: str | None,
+            api_key: str | None) -> GatewayClient | ApiClient:
     if api_url:
         if not api_key:
             fail("--api-url needs an API key: --api-key or GATEWAY_API_KEY", 2)
@@ -103,7 +99,8 @@ def submit(
     label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE")] = None,
     notify: Annotated[list[str] | None, typer.Option(
         "--notify", help="Subscriber: an email address or CHANNEL:TARGET (repeatable).")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result and deliveries.")] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait for the result and deliveries.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 300.0,
     ingress_url: IngressUrl = DEFAULT_INGRESS,
     api_url: ApiUrl = None,
@@ -167,7 +164,8 @@ def _print_status(s: TaskStatus) -> None:
     if s.state is TaskState.UNKNOWN:
         err.print(f"no task {s.task_id!r} (never submitted, or past its retention)")
         return
-    out.print(f"[bold]task[/] {s.task_id}  [bold]state[/] {s.state.value}  [bold]agent[/] {s.agent}")
+    out.print(f"[bold]task[/] {s.task_id}  [bold]state[/] {s.state.value}  "
+              f"[bold]agent[/] {s.agent}")
     if s.output:
         out.print(f"[bold]result[/] {escape(s.output)}")
     if s.error:
@@ -275,8 +273,10 @@ def up(
     and serve its HTTP API."""
     from gateway.bootstrap import runtime_from_config
     from gateway.engine import LocalEngine
+    from gateway.observability import setup_observability
     from gateway.server import ServeOptions, serve_gateway
 
+    setup_observability()
     runtime, reload = runtime_from_config(config)
     engine: LocalEngine | None = None
     if restate_admin_url:
@@ -331,12 +331,18 @@ def serve(
         envvar="GATEWAY_RESTATE_ADMIN_URL", show_default=DEFAULT_ADMIN,
         help="Restate admin API the API uses (readiness, cancel); default: --register-with.")]
     = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        envvar="GATEWAY_METRICS_PORT",
+        help="Also serve Prometheus /metrics on this port (with the API, /metrics is on the "
+             "API port already; use this with --only restate).")] = None,
 ) -> None:
     """Serve the gateway's Restate endpoint and its HTTP API, on separate ports (no local
     engine): for containers and clusters."""
     from gateway.bootstrap import runtime_from_config
+    from gateway.observability import setup_observability
     from gateway.server import ServeOptions, serve_gateway
 
+    setup_observability()
     runtime, reload = runtime_from_config(config)
     keys = [k.strip() for k in (identity_keys or "").split(",") if k.strip()]
     api = None
@@ -345,7 +351,7 @@ def serve(
         api = _api_options(config, restate_ingress_url, admin, host, api_port)
     options = ServeOptions(host=host, port=restate_port, register_with=register_with,
                            advertised_url=advertised_url, identity_keys=keys,
-                           restate=only is not Only.api, api=api)
+                           restate=only is not Only.api, api=api, metrics_port=metrics_port)
 
     def ready() -> None:
         if options.restate:
@@ -391,7 +397,8 @@ def api_key(
 def register(
     admin_url: Annotated[str, typer.Option(envvar="GATEWAY_RESTATE_ADMIN_URL",
                                            help="Restate admin API.")],
-    service_url: Annotated[str, typer.Option(help="URL the Restate server reaches the gateway at.")],
+    service_url: Annotated[str, typer.Option(
+        help="URL the Restate server reaches the gateway at.")],
     timeout: Annotated[float, typer.Option(help="Seconds to keep trying.")] = 300.0,
 ) -> None:
     """Register the gateway's endpoint with a Restate server (retries until it answers)."""
@@ -422,6 +429,8 @@ def demo(
 ) -> None:
     """Run one sample task end to end on loopback and show each delivery as it arrives."""
     from gateway.demo import run_demo
+    from gateway.observability import setup_observability
 
+    setup_observability()
     code = run_demo(out, timeout=timeout)
     raise typer.Exit(code)

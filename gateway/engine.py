@@ -22,8 +22,10 @@ from pathlib import Path
 import httpx
 
 from gateway.errors import EngineError
+from gateway.observability import restate_server_tracing_env
 
-__all__ = ["LocalEngine", "find_server_binary", "port_in_use", "register_deployment", "wait_healthy"]
+__all__ = ["LocalEngine", "find_server_binary", "port_in_use", "register_deployment",
+           "wait_healthy"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -179,6 +181,8 @@ class LocalEngine:
             "RESTATE_DISABLE_TELEMETRY": "true",
             "RESTATE_LISTEN_MODE": "tcp",
         })
+        # its invocation spans go to the gateway's OTLP endpoint, in the tasks' traces
+        env.update(restate_server_tracing_env(env))
         env.update(self.env)
         return env
 
@@ -189,7 +193,8 @@ class LocalEngine:
 
     def wait_ready(self) -> None:
         try:
-            wait_healthy(f"{self.admin_url}/health", self.startup_timeout, self._proc, self.log_path)
+            wait_healthy(f"{self.admin_url}/health", self.startup_timeout, self._proc,
+                         self.log_path)
             wait_healthy(f"{self.ingress_url}/restate/health", self.startup_timeout, self._proc,
                          self.log_path)
         except EngineError:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from restate.server import install_shutdown_hook
 
+from gateway._metrics import metrics_app
 from gateway.engine import register_deployment
 from gateway.errors import EngineError
 from gateway.runtime import Runtime, current_runtime, install_runtime
@@ -55,6 +56,9 @@ class ServeOptions:
     restate: bool = True
     #: serve the HTTP API too (None: not)
     api: ApiServeOptions | None = None
+    #: serve Prometheus /metrics on this port too (for a process without the API, whose
+    #: port has /metrics already)
+    metrics_port: int | None = None
 
     @property
     def service_url(self) -> str:
@@ -93,6 +97,8 @@ def _check_ports(options: ServeOptions) -> None:
         wanted.append((options.host, options.port, "the gateway's Restate endpoint"))
     if options.api is not None:
         wanted.append((options.api.host, options.api.port, "the API"))
+    if options.metrics_port is not None:
+        wanted.append((options.host, options.metrics_port, "the metrics endpoint"))
     for host, port, what in wanted:
         if not _port_free(host, port):
             raise EngineError(f"port {port} on {host} ({what}) is in use: stop what listens "
@@ -145,6 +151,10 @@ async def serve_gateway(
         loop.add_signal_handler(signal.SIGHUP, reload_all)
     elif on_reload is not None:
         loop.add_signal_handler(signal.SIGHUP, on_reload)
+    if options.metrics_port is not None:
+        servers.append(asyncio.create_task(serve_app(metrics_app(), options.host,
+                                                     options.metrics_port, stop)))
+        listening.append((options.host, options.metrics_port))
     try:
         for host, port in listening:
             await _wait_listening(host, port)

@@ -208,6 +208,32 @@ def test_an_inbound_hook_starts_the_trace_of_its_task(traced: Traced) -> None:
     assert server.parent is None and server.context.trace_id == run.context.trace_id
 
 
+def test_a_later_subscriber_joins_the_tasks_trace_and_links_its_request(
+        traced: Traced, task: dict[str, Any], webhook_receiver: WebhookReceiver) -> None:
+    task_id = task["task_id"]
+    r = traced.http.post(f"/v1/tasks/{task_id}/subscriptions",
+                         json={"channel": "webhook",
+                               "target": f"{webhook_receiver.url}/hooks/{task_id}/late"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["subscription_id"]
+
+    def notified(spans: list[ReadableSpan]) -> bool:
+        return any(s.name == "AsyncNotificationsAgent/on_notify"
+                   and attrs(s).get("gateway.subscription.id") == sid for s in spans)
+
+    spans = traced.wait_spans(notified)
+    notify = next(s for s in spans if s.name == "AsyncNotificationsAgent/on_notify"
+                  and attrs(s).get("gateway.subscription.id") == sid)
+    run = next(s for s in task["spans"] if s.name == "AsyncNotificationsAgent/run")
+    assert notify.context.trace_id == run.context.trace_id
+    assert notify.parent is not None and notify.parent.span_id == run.context.span_id
+    assert attrs(notify)["gateway.delivery.state"] == "delivered"
+    [link] = notify.links
+    request = next(s for s in spans if s.context.span_id == link.context.span_id)
+    assert request.name == "POST /v1/tasks/{task_id}/subscriptions"
+    assert request.context.trace_id != run.context.trace_id
+
+
 def test_no_configured_secret_in_any_log_line_span_or_receipt(
         traced: Traced, task: dict[str, Any]) -> None:
     """Runs last: scans everything these tests produced, after trying to leak each secret."""

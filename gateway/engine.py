@@ -181,8 +181,10 @@ class LocalEngine:
             "RESTATE_DISABLE_TELEMETRY": "true",
             "RESTATE_LISTEN_MODE": "tcp",
         })
-        # its invocation spans go to the gateway's OTLP endpoint, in the tasks' traces
+        # its invocation spans go to the gateway's OTLP endpoint, in the tasks' traces, under
+        # the server's own service name (OTEL_SERVICE_NAME names the gateway)
         env.update(restate_server_tracing_env(env))
+        env.pop("OTEL_SERVICE_NAME", None)
         env.update(self.env)
         return env
 

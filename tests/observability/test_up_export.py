@@ -31,6 +31,8 @@ from tests.api.helpers import finished, new_id, poll
 
 pytestmark = [pytest.mark.restate, pytest.mark.slow]
 
+GATEWAY = "gateway-under-test"
+
 
 @dataclass(frozen=True)
 class ReceivedSpan:
@@ -108,7 +110,8 @@ def test_gateway_up_exports_its_spans_and_the_restate_servers_to_one_endpoint(
     config.write_text(api_config_text(mailbox, webhook_receiver))
     ports = {name: free_port() for name in ("ingress", "admin", "node", "service", "api")}
     env = {**os.environ, **API_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
-           "OTEL_BSP_SCHEDULE_DELAY": "200", "GATEWAY_LOG_FORMAT": "json"}
+           "OTEL_BSP_SCHEDULE_DELAY": "200", "GATEWAY_LOG_FORMAT": "json",
+           "OTEL_SERVICE_NAME": GATEWAY}
     env.pop("RESTATE_TRACING_ENDPOINT", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "up", "--config", str(config),
@@ -152,16 +155,16 @@ def test_gateway_up_exports_its_spans_and_the_restate_servers_to_one_endpoint(
             trace_id = task_trace()
             if trace_id:
                 services = {s.service for s in collector.in_trace(trace_id)}
-                if len(services) >= 2 and "notification-gateway" in services:
+                if len(services) >= 2 and GATEWAY in services:
                     break
             time.sleep(0.2)
         assert trace_id, "\n".join(lines[-30:])
         names = {(s.service, s.name) for s in collector.in_trace(trace_id)}
-        gateway_names = {n for svc, n in names if svc == "notification-gateway"}
+        gateway_names = {n for svc, n in names if svc == GATEWAY}
         assert {"POST /v1/tasks", "accept task", "AsyncNotificationsAgent/run",
                 "AsyncNotificationsAgent/on_notify", "deliver email"} <= gateway_names
-        # the restate-server's own invocation spans, in the same trace
-        assert services - {"notification-gateway"}, names
+        # the restate-server's own invocation spans, in the same trace, under its own name
+        assert services - {GATEWAY}, names
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

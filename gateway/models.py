@@ -32,6 +32,7 @@ _EMAIL = re.compile(r"^[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+$")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 Outcome = Literal["succeeded", "failed", "timed_out"]
+_DEFAULT_OUTCOMES: tuple[Outcome, ...] = ("succeeded", "failed")
 
 
 class _Strict(BaseModel):
@@ -89,7 +90,7 @@ class Subscription(Target):
 
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     fallback: list[Target] = Field(default_factory=list, max_length=8)
-    outcomes: list[Outcome] = Field(default_factory=lambda: ["succeeded", "failed"])
+    outcomes: list[Outcome] = Field(default_factory=lambda: list(_DEFAULT_OUTCOMES))
     template: str | None = None
     source: str | None = Field(None, description="standing subscription name, when routed")
     from_task: bool = Field(

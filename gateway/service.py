@@ -45,4 +45,4 @@ def hypercorn_config(host: str, port: int) -> Config:
 
 async def serve_app(app: Any, host: str, port: int, shutdown: asyncio.Event) -> None:
     """Serve ``app`` until ``shutdown`` is set."""
-    await serve(app, hypercorn_config(host, port), shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+    await serve(app, hypercorn_config(host, port), shutdown_trigger=shutdown.wait)

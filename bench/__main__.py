@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from bench.harness import machine
+from bench.harness import SERVER_SETTINGS, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -21,8 +21,10 @@ def _ratio(a: float, b: float) -> float | None:
 
 def table(doc: dict[str, Any]) -> str:
     m = doc["machine"]
+    settings = " ".join(f"{k}={v}" for k, v in doc.get("server_settings", {}).items())
     lines = [f"Measured {doc['date']} on {m['cpus']} CPUs ({m['cpu_model']}), Python "
-             f"{m['python']}, {m['restate_server']}.", ""]
+             f"{m['python']}, {m['restate_server']}"
+             + (f", server settings: {settings}" if settings else "") + ".", ""]
     if "throughput" in doc:
         t = doc["throughput"]
         lines += ["| throughput (tasks x subscriptions at once) | gateway | bare SDK | ratio |",
@@ -30,6 +32,8 @@ def table(doc: dict[str, Any]) -> str:
         g, b = t["gateway"], t["baseline"]
         for key, label in (("deliveries_per_s", "deliveries/s"),
                            ("cpu_ms_per_delivery", "CPU ms per delivery"),
+                           ("server_cpu_ms_per_delivery", "of which restate-server"),
+                           ("service_cpu_ms_per_delivery", "of which the Python service"),
                            ("wall_s", "wall time, s"), ("lost", "lost"),
                            ("duplicates", "duplicates"), ("p99_ms", "p99 delay, ms")):
             ratio = _ratio(g[key], b[key]) if key in ("deliveries_per_s",
@@ -62,7 +66,8 @@ def table(doc: dict[str, Any]) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine()}
+    doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                           "server_settings": SERVER_SETTINGS}
     chosen = set(args.scenarios.split(","))
     if "throughput" in chosen:
         gateway = await scenarios.throughput("gateway", args.tasks, args.subs)

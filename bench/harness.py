@@ -31,6 +31,13 @@ channels:
 """
 
 
+#: restate-server settings of every benchmark run, the same for the gateway and the baseline
+#: (``BENCH_SERVER_ENV="KEY=VALUE ..."`` adds or overrides, to try a setting)
+SERVER_SETTINGS: dict[str, str] = dict(
+    item.split("=", 1) for item in os.environ.get("BENCH_SERVER_ENV", "").split() if "=" in item
+)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (and its reaped children), from /proc."""
     try:
@@ -83,7 +90,7 @@ class System:
     def start(self) -> System:
         self.engine = LocalEngine(base_dir=self.base / "restate", ingress_port=free_port(),
                                   admin_port=free_port(), node_port=free_port(),
-                                  env={"RESTATE_LOG_FILTER": "warn"})
+                                  env={"RESTATE_LOG_FILTER": "warn", **SERVER_SETTINGS})
         self.engine.start()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         log = (self.base / "service.log").open("wb")
@@ -109,8 +116,12 @@ class System:
 
     def cpu(self) -> float:
         """CPU seconds of the system under test: server + service (driver, sink excluded)."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(restate-server, service) CPU seconds so far."""
         assert self.engine is not None and self.engine.pid and self.service
-        return cpu_seconds(self.engine.pid) + cpu_seconds(self.service.pid)
+        return cpu_seconds(self.engine.pid), cpu_seconds(self.service.pid)
 
     def service_rss(self) -> float:
         assert self.service is not None

@@ -41,7 +41,7 @@ async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
         async with httpx.AsyncClient(limits=LIMITS, timeout=120) as http:
             run = uuid.uuid4().hex[:6]
             sem = asyncio.Semaphore(concurrency)
-            cpu0, t0 = system.cpu(), time.monotonic()
+            (server0, service0), t0 = system.cpu_split(), time.monotonic()
 
             async def one(i: int) -> None:
                 async with sem:
@@ -51,9 +51,13 @@ async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
             await asyncio.gather(*(one(i) for i in range(tasks)))
             want = tasks * subs
             stats, wall = await wait_count(system, http, want, timeout, t0)
-            cpu = system.cpu() - cpu0
+            server1, service1 = system.cpu_split()
+        server, service = server1 - server0, service1 - service0
+        cpu = server + service
         delivered = int(stats.get("unique", 0))
         return {
+            "server_cpu_ms_per_delivery": round(1000 * server / max(delivered, 1), 2),
+            "service_cpu_ms_per_delivery": round(1000 * service / max(delivered, 1), 2),
             "system": kind, "tasks": tasks, "subscriptions": subs, "deliveries": want,
             "delivered": delivered, "lost": want - delivered,
             "duplicates": int(stats.get("duplicates", 0)), "wall_s": round(wall, 2),

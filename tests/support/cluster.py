@@ -32,11 +32,15 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         # every node must be up before the cluster is healthy: start them, then wait for each
-        for node in self.nodes:
-            node.start_process()
-        for node in self.nodes:
-            node.wait_ready()
-        self.wait_provisioned()
+        try:
+            for node in self.nodes:
+                node.start_process()
+            for node in self.nodes:
+                node.wait_ready()
+            self.wait_provisioned()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def wait_provisioned(self, timeout: float = 120) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -134,6 +135,10 @@ async def waiting(tasks: int, per_task: int, timeout: float = 900) -> dict[str, 
             await asyncio.sleep(2)
             suspended = await _suspended(system, http)
             while_waiting = system.service_rss()
+            print(json.dumps({"waiting": {"subscribers": want, "suspended": suspended,
+                                          "subscribe_s": round(subscribed_s, 1),
+                                          "rss_idle_mb": idle, "rss_waiting_mb": while_waiting}}),
+                  flush=True)
 
             async def finish(i: int) -> None:
                 async with sem:

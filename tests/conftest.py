@@ -103,6 +103,7 @@ agents:
   failing: {model: "offline:fail", max_attempts: 2}
   slow: {model: "offline:sleep=3", deadline: 1s}
   hanging: {model: "offline:sleep=30", timeout: 1s, max_attempts: 5}
+  metered: {model: offline}   # used by one test only: its metrics are not shared
 channels:
   email:
     plugin: email
@@ -112,6 +113,13 @@ channels:
     plugin: webhook
     options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
     retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
+  metered-webhook:             # used by one test only: its metrics are not shared
+    plugin: webhook
+    options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
+    retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
+  metered-email:
+    plugin: email
+    options: {host: 127.0.0.1, port: MAILBOX_PORT, tls: none, from_addr: gateway@example.com}
   patient-webhook:
     plugin: webhook
     options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -66,13 +67,12 @@ def test_unsupported_settings_say_what_to_use(env: dict[str, str], says: str) ->
         tracer_provider_from_env(env)
 
 
-def test_grpc_without_its_exporter_says_how_to_install_it() -> None:
-    try:
-        import opentelemetry.exporter.otlp.proto.grpc  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the gRPC exporter is installed")
+def test_grpc_without_its_exporter_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # as if the optional gRPC exporter were not installed (None in sys.modules: ImportError)
+    for name in ("opentelemetry.exporter.otlp.proto.grpc",
+                 "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"):
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(UserInputError, match="pip install opentelemetry-exporter-otlp-proto-grpc"):
         tracer_provider_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317",
                                   "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})

@@ -149,20 +149,24 @@ def test_gateway_up_exports_its_spans_and_the_restate_servers_to_one_endpoint(
                 return next((s.trace_id for s in collector.spans
                              if s.name == "AsyncNotificationsAgent/run"), None)
 
+        wanted = {"POST /v1/tasks", "accept task", "AsyncNotificationsAgent/run",
+                  "AsyncNotificationsAgent/on_notify", "deliver email"}
         deadline = time.monotonic() + 30
         services: set[str] = set()
         while time.monotonic() < deadline:
+            # spans arrive in batches: wait for all of them, not the first of each service
             trace_id = task_trace()
             if trace_id:
-                services = {s.service for s in collector.in_trace(trace_id)}
-                if len(services) >= 2 and GATEWAY in services:
+                spans = collector.in_trace(trace_id)
+                services = {s.service for s in spans}
+                seen = {s.name for s in spans if s.service == GATEWAY}
+                if len(services) >= 2 and wanted <= seen:
                     break
             time.sleep(0.2)
         assert trace_id, "\n".join(lines[-30:])
         names = {(s.service, s.name) for s in collector.in_trace(trace_id)}
         gateway_names = {n for svc, n in names if svc == GATEWAY}
-        assert {"POST /v1/tasks", "accept task", "AsyncNotificationsAgent/run",
-                "AsyncNotificationsAgent/on_notify", "deliver email"} <= gateway_names
+        assert wanted <= gateway_names
         # the restate-server's own invocation spans, in the same trace, under its own name
         assert services - {GATEWAY}, names
     finally:

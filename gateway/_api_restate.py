@@ -76,10 +76,13 @@ class RestateLink:
             await client.aclose()
 
     async def _request(self, method: str, url: str, body: bytes | None = None,
-                       accept: str | None = None) -> httpx.Response:
+                       accept: str | None = None,
+                       idempotency_key: str | None = None) -> httpx.Response:
         headers = {"content-type": "application/json"} if body else {}
         if accept:
             headers["accept"] = accept
+        if idempotency_key:
+            headers["idempotency-key"] = idempotency_key
         inject(headers)  # the current span's traceparent (tracing on): the task's trace
         try:
             return await self.client.request(method, url, content=body, headers=headers)
@@ -155,6 +158,20 @@ class RestateLink:
                                 f"{r.status_code}: {_message(r)}", status=r.status_code)
         rows = r.json().get("rows", [])
         return str(rows[0]["id"]) if rows else None
+
+    async def claim_notify(self, task_id: str, subscription_id: str) -> str:
+        """Take the idempotency key of a task's own subscriber whose ``on_notify`` has not
+        started (the task is still running): the task's later send of it then finds this one,
+        which ends at once, and delivers nothing. The id of the invocation holding the key
+        (the task's own, if it got there first: the caller cancels it)."""
+        body = json.dumps({"cancelled": subscription_id}).encode()
+        r = await self._request("POST", self._handler_url(SERVICE, task_id, "on_notify",
+                                                          send=True),
+                                body, idempotency_key=subscription_id)
+        if r.status_code >= 300:
+            raise RestateFailed(f"holding back subscriber {subscription_id} answered HTTP "
+                                f"{r.status_code}: {_message(r)}", status=r.status_code)
+        return str(r.json()["invocationId"])
 
     async def cancel_invocation(self, invocation_id: str) -> None:
         """Ask Restate to cancel an invocation (admin API); one that already ended is fine."""

@@ -283,6 +283,9 @@ async def cancel_subscription(request: Request) -> Response:
         _still_waiting(found)
         invocation = found.invocation_id or await door.restate.find_notify_invocation(
             task_id, sid)
+        if invocation is None and found.state is DeliveryState.WAITING:
+            # a subscriber of the task itself, which starts it when the outcome is known
+            invocation = await door.restate.claim_notify(task_id, sid)
         if invocation:  # cancelled first, so it cannot deliver after being marked
             await door.restate.cancel_invocation(invocation)
         found = await door.restate.mark_cancelled(task_id, found)

@@ -165,17 +165,24 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
     ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
     send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)
-    for sub in chosen.values():
-        sub = sub.model_copy(update={"from_task": True})
-        ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id,
-                          headers=send_headers)
+    # a subscriber owed a still-running notice at the deadline waits from the start; the
+    # others are started once the outcome is known, so a running task holds no invocation,
+    # stream or memory per subscriber and nothing is suspended and replayed to deliver it
+    early = [s for s in chosen.values()
+             if runner.spec.deadline and "timed_out" in s.outcomes]
+    later = [s for s in chosen.values() if s not in early]
+    _start_notify(ctx, task_id, early, send_headers)
 
     try:
         output = await runner.run(request.prompt, submitted_at=submitted_at)
     except TerminalError as exc:
-        return await _fail(ctx, rt, exc.message, task.agent, span)
+        failed = await _fail(ctx, rt, exc.message, task.agent, span)
+        _start_notify(ctx, task_id, later, send_headers)
+        return failed
     except (AgentRunError, UserError) as exc:
-        return await _fail(ctx, rt, f"{type(exc).__name__}: {exc}", task.agent, span)
+        failed = await _fail(ctx, rt, f"{type(exc).__name__}: {exc}", task.agent, span)
+        _start_notify(ctx, task_id, later, send_headers)
+        return failed
 
     completed_at = await ctx.time()
     result = TaskResult(task_id=task_id, agent=task.agent, prompt=task.prompt, labels=task.labels,
@@ -188,10 +195,21 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     with _trace.promise("succeeded"):
         resolved = ctx.promise(RESULT_PROMISE, type_hint=dict).resolve(payload)
     await resolved
+    _start_notify(ctx, task_id, later, send_headers)
     if span is not None:
         span.attributes["gateway.task.outcome"] = "succeeded"
         span.finish()
     return payload
+
+
+def _start_notify(ctx: WorkflowContext, task_id: str, subs: list[Subscription],
+                  headers: dict[str, str] | None) -> None:
+    """One ``on_notify`` per subscriber, keyed by its id: never two for the same one (a
+    subscriber cancelled while the task ran has one already, which ended at once)."""
+    for sub in subs:
+        sub = sub.model_copy(update={"from_task": True})
+        ctx.workflow_send(on_notify, task_id, _encode(sub), idempotency_key=sub.id,
+                          headers=headers)
 
 
 def _waiting(rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]:
@@ -270,7 +288,9 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
             "target": inst.channel.redact_target(sub.target)}
 
 
-@workflow.handler()
+# suspended while it waits for the receipts, so it holds none of the server's invocation
+# slots (bounded: see gateway.engine) that the receipts' own handler may need
+@workflow.handler(inactivity_timeout=timedelta(seconds=1))
 async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     """The task's state, its result or error, and every delivery receipt."""
     task_raw = await ctx.get("task", type_hint=dict)
@@ -318,15 +338,20 @@ def message_id(task_id: str, subscription_id: str, kind: str) -> str:
 
 @workflow.handler(input_serde=RAW, enable_lazy_state=True,
                   idempotency_retention=timedelta(days=7),
-                  # a subscriber waiting for the result is suspended after 5 s without
+                  # a subscriber waiting for the result is suspended after 1 s without
                   # activity instead of Restate's default minute: waiting then holds no
                   # stream, coroutine or memory in the gateway process
-                  inactivity_timeout=timedelta(seconds=5))
+                  inactivity_timeout=timedelta(seconds=1))
 async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     """Tell one subscriber the task's outcome: ``"me@example.com"``, ``"CHANNEL:TARGET"`` or
     ``{"channel": ..., "target": ..., "options": {...}, "fallback": [...]}``."""
     rt = current_runtime()
     raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+    if isinstance(raw, dict) and list(raw) == ["cancelled"]:
+        # a task's own subscriber cancelled before the task finished: this invocation holds
+        # its idempotency key, so the task's own start of it finds this one and sends nothing
+        return {"subscription_id": str(raw["cancelled"]),
+                "state": DeliveryState.CANCELLED.value}
     sub = checked_subscription(rt, ctx.key(), raw)
     assert sub.id is not None
     bind_delivery(sub.id, sub.channel)

@@ -253,6 +253,34 @@ def test_deadline_sends_still_running_then_the_result(
     assert [h.json()["type"] for h in plain_hooks] == ["task.succeeded"]
 
 
+def test_own_subscribers_start_when_the_outcome_is_known(
+    gateway: str, restate_server: LocalEngine, client: GatewayClient,
+    webhook_receiver: WebhookReceiver
+) -> None:
+    """While the task runs, only a subscriber owed a still-running notice has an ``on_notify``
+    invocation: the others cost nothing until the result is there, then get it once."""
+    import time
+
+    task_id = new_id("later")
+    wants_notice = Subscription(channel="webhook", target=hook_url(webhook_receiver, task_id),
+                                outcomes=["succeeded", "timed_out"])
+    plain = Subscription(channel="webhook", target=hook_url(webhook_receiver, task_id) + "/plain")
+    client.submit(task_id, TaskRequest(prompt="Take your time", agent="slow",
+                                       subscriptions=[wants_notice, plain]))
+    sql = ("SELECT status FROM sys_invocation WHERE target_handler_name = 'on_notify' AND "
+           f"target_service_key = '{task_id}'")
+    deadline = time.monotonic() + 10
+    while not (rows := query(restate_server, sql)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.status(task_id).state is TaskState.RUNNING
+    assert len(rows) == 1, rows  # the deadline subscriber's, waiting
+    done = client.wait(task_id, timeout=30)
+    assert [d.state for d in done.deliveries] == [DeliveryState.DELIVERED] * 2
+    assert [h.json()["type"] for h in hooks_for(webhook_receiver, task_id + "/plain", 1)] == [
+        "task.succeeded"]
+    assert [row["status"] for row in query(restate_server, sql)] == ["completed"] * 2
+
+
 def test_agent_timeout_fails_the_task_and_tells_subscribers(
     gateway: str, client: GatewayClient, webhook_receiver: WebhookReceiver
 ) -> None:

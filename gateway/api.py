@@ -289,7 +289,11 @@ async def cancel_subscription(request: Request) -> Response:
         if invocation:  # cancelled first, so it cannot deliver after being marked
             await door.restate.cancel_invocation(invocation)
         found = await door.restate.mark_cancelled(task_id, found)
-        _still_waiting(found)  # it was delivered (or failed) in the meantime
+        _still_waiting(found)
+        # delivered (or failed) in the meantime: its last receipt is kept by the task itself
+        now = await door.restate.status(task_id)
+        found = next((r for r in now.deliveries if r.subscription_id == sid), found)
+        _still_waiting(found)
         log.info("subscription %s of task %s cancelled", sid, task_id)
     return json_response(found)
 

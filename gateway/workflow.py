@@ -62,6 +62,11 @@ __all__ = ["RESULT_PROMISE", "deliveries", "workflow"]
 log = restate.getLogger("gateway.workflow")  # type: ignore[no-untyped-call]  # SDK: untyped
 
 RESULT_PROMISE = "result"
+#: + subscription id: the last receipt of one of the task's own subscribers, kept in the
+#: task's workflow as a durable promise (a shared handler may complete one): one write, and
+#: no receipts invocation per delivery. The receipts object keeps the ones before it
+#: (retrying, still running) and every receipt of a subscriber added later
+FINAL_RECEIPT_PROMISE = "receipt:"
 RETENTION = timedelta(days=30)
 RAW = BytesSerde()
 
@@ -302,6 +307,13 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None)
     recorded = {r["subscription_id"] for r in receipts}
     merged = [r for r in waiting if r["subscription_id"] not in recorded] + receipts
+    own = {r["subscription_id"] for r in waiting}
+    peeks = {i: ctx.promise(FINAL_RECEIPT_PROMISE + r["subscription_id"], type_hint=dict).peek()
+             for i, r in enumerate(merged) if r["subscription_id"] in own}  # asked at once
+    for i, peek in peeks.items():
+        final = await peek
+        if final:  # created when the subscriber was: like the receipts object keeps it
+            merged[i] = {**final, "created_at": merged[i]["created_at"]}
     merged.sort(key=lambda r: (r["created_at"], r["subscription_id"]))
     out = TaskStatus(task_id=ctx.key(), state=TaskState(state), error=error,
                      deliveries=[DeliveryReceipt.model_validate(r) for r in merged])
@@ -361,14 +373,22 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     except TerminalError as exc:
         if not _is_cancellation(exc):
             raise
-    else:
-        _trace.finish_notify(span, receipt)
-        return receipt
-    # cancelled (DELETE of the subscription, or an operator): nothing more is sent
-    receipt = _record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
-        mode="json")
+        # cancelled (DELETE of the subscription, or an operator): nothing more is sent
+        receipt = _record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
+            mode="json")
+    if sub.from_task:
+        _settle(ctx, receipt)
     _trace.finish_notify(span, receipt)
     return receipt
+
+
+def _settle(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> None:
+    """Keep the last receipt of one of the task's own subscribers (FINAL_RECEIPT_PROMISE).
+    Journaled when made; not awaited, so the invocation ends without another round trip. If
+    one was kept before (the subscriber started twice by hand, without its idempotency key),
+    the first stays."""
+    ctx.promise(FINAL_RECEIPT_PROMISE + receipt["subscription_id"], type_hint=dict).resolve(
+        receipt)
 
 
 def _is_cancellation(exc: TerminalError) -> bool:
@@ -591,7 +611,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
     )
     if state.final and not _trace.replaying():
         _metrics.DELIVERIES.labels(sub.channel, state.value).inc()
-    ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
+    if not (sub.from_task and state.final and kind != "still_running"):  # see _settle
+        ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
     return receipt
 
 

@@ -262,6 +262,10 @@ class HandlerTrace:
             self.context)))
         return self
 
+    def start_at(self, at: float) -> None:
+        """Start the span at ``at`` (epoch seconds, journaled: the same in every attempt)."""
+        self.start_ns = _ns(at)
+
     def leave(self) -> None:
         if self._token is not None:
             otel_context.detach(self._token)

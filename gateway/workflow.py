@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -144,25 +145,36 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
         await ctx.promise(RESULT_PROMISE).reject(f"invalid task: {problem}", 400)
         raise TerminalError(f"invalid task: {problem}", 400)
 
-    submitted_at = await ctx.time()
-    task = Task(task_id=task_id, prompt=request.prompt, agent=request.agent,
-                labels=request.labels, submitted_at=submitted_at)
-    ctx.set("task", task.model_dump(mode="json"))
     ctx.set("state", TaskState.RUNNING.value)
     # the task's trace context: journaled only when the request brought one (see _trace)
     invocation = ctx.request()
     traceparent = invocation.headers.get(_trace.TRACEPARENT)
     if traceparent:
         ctx.set("trace", traceparent)
-    span = _trace.start_run(task_id, invocation.id, invocation.headers, submitted_at,
+    span = _trace.start_run(task_id, invocation.id, invocation.headers, time.time(),
                             request.agent)
+
+    def accept() -> dict[str, Any]:
+        now = time.time()
+        accepted = Task(task_id=task_id, prompt=request.prompt, agent=request.agent,
+                        labels=request.labels, submitted_at=now)
+        return {"submitted_at": now, "routed": _route(rt, accepted, span)}
+
+    # when it was submitted and its standing subscriptions, in one journaled step (one round
+    # trip): a configuration change cannot alter who was chosen
+    accepted = await ctx.run_typed("route", accept, RunOptions(type_hint=dict[str, Any],
+                                                               max_attempts=3))
+    submitted_at = float(accepted["submitted_at"])
+    routed: list[dict[str, Any]] = accepted["routed"]
+    if span is not None:
+        span.start_at(submitted_at)
+    task = Task(task_id=task_id, prompt=request.prompt, agent=request.agent,
+                labels=request.labels, submitted_at=submitted_at)
+    ctx.set("task", task.model_dump(mode="json"))
     if not _trace.replaying():
         _metrics.TASKS_STARTED.labels(request.agent).inc()
     if runner.spec.deadline:
         ctx.set("deadline_at", submitted_at + runner.spec.deadline)
-    # standing subscriptions: journaled, so a configuration change cannot alter who was chosen
-    routed = await ctx.run_typed("route", lambda: _route(rt, task, span),
-                                 RunOptions(type_hint=list[dict[str, Any]], max_attempts=3))
     chosen = {sub.id: sub for sub in subs}
     for raw in routed:
         sub = Subscription.model_validate(raw)
@@ -198,8 +210,9 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     if not _trace.replaying():
         _metrics.TASKS_FINISHED.labels(task.agent, "succeeded").inc()
     with _trace.promise("succeeded"):
-        resolved = ctx.promise(RESULT_PROMISE, type_hint=dict).resolve(payload)
-    await resolved
+        # journaled when made, before the sends below; not awaited: no round trip while the
+        # task holds one of the server's invocation slots
+        ctx.promise(RESULT_PROMISE, type_hint=dict).resolve(payload)
     _start_notify(ctx, task_id, later, send_headers)
     if span is not None:
         span.attributes["gateway.task.outcome"] = "succeeded"

@@ -19,6 +19,11 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b else None
 
 
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(rounds, key=lambda r: float(r["deliveries_per_s"]))
+    return ordered[len(ordered) // 2]
+
+
 def table(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     settings = " ".join(f"{k}={v}" for k, v in doc.get("server_settings", {}).items())
@@ -27,9 +32,15 @@ def table(doc: dict[str, Any]) -> str:
              + (f", server settings: {settings}" if settings else "") + ".", ""]
     if "throughput" in doc:
         t = doc["throughput"]
+        g, b = t["gateway"], t["baseline"]
+        spread = {kind: sorted(r["deliveries_per_s"] for r in t.get("rounds", {}).get(kind, []))
+                  for kind in ("gateway", "baseline")}
+        if all(spread.values()):
+            lines += [f"Throughput: the median of {len(spread['gateway'])} alternating rounds "
+                      f"(deliveries/s, gateway {spread['gateway']}, bare SDK "
+                      f"{spread['baseline']}).", ""]
         lines += ["| throughput (tasks x subscriptions at once) | gateway | bare SDK | ratio |",
                   "|---|---|---|---|"]
-        g, b = t["gateway"], t["baseline"]
         for key, label in (("deliveries_per_s", "deliveries/s"),
                            ("cpu_ms_per_delivery", "CPU ms per delivery"),
                            ("server_cpu_ms_per_delivery", "of which restate-server"),
@@ -70,12 +81,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                            "server_settings": SERVER_SETTINGS}
     chosen = set(args.scenarios.split(","))
     if "throughput" in chosen:
-        gateway = await scenarios.throughput("gateway", args.tasks, args.subs)
-        print(json.dumps(gateway), flush=True)
-        baseline = await scenarios.throughput("baseline", args.tasks, args.subs)
-        print(json.dumps(baseline), flush=True)
+        # rounds alternate gateway and baseline, so drifting load on the machine hits both;
+        # the round with the median deliveries/s of each is reported, every round is kept
+        rounds: dict[str, list[dict[str, Any]]] = {"gateway": [], "baseline": []}
+        for kind in rounds:  # warm-up, not reported: the first run on a quiet machine is slower
+            await scenarios.throughput(kind, max(1, args.tasks // 5), args.subs)
+        for _ in range(args.rounds):
+            for kind in rounds:
+                figures = await scenarios.throughput(kind, args.tasks, args.subs)
+                print(json.dumps(figures), flush=True)
+                rounds[kind].append(figures)
+        gateway, baseline = (_median_round(rounds[kind]) for kind in ("gateway", "baseline"))
         doc["throughput"] = {
-            "gateway": gateway, "baseline": baseline,
+            "gateway": gateway, "baseline": baseline, "rounds": rounds,
             "ratio_deliveries_per_s": _ratio(gateway["deliveries_per_s"],
                                              baseline["deliveries_per_s"]),
             "ratio_cpu_ms_per_delivery": _ratio(gateway["cpu_ms_per_delivery"],
@@ -98,6 +116,8 @@ def main() -> None:
     parser.add_argument("--scenarios", default="throughput,latency,waiting,fanout")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--subs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="throughput rounds per system (the median is reported)")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--waiting-tasks", type=int, default=1000)

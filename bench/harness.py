@@ -15,7 +15,13 @@ from pathlib import Path
 
 import httpx
 
-from gateway.engine import LocalEngine, free_port, register_deployment
+from gateway.engine import (
+    INVOCATIONS_LIMIT,
+    INVOCATIONS_LIMIT_ENV,
+    LocalEngine,
+    free_port,
+    register_deployment,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "whsec_YmVuY2htYXJrLW9ubHkta2V5LW9uLWxvb3BiYWNr"  # loopback benchmark only
@@ -31,11 +37,13 @@ channels:
 """
 
 
-#: restate-server settings of every benchmark run, the same for the gateway and the baseline
-#: (``BENCH_SERVER_ENV="KEY=VALUE ..."`` adds or overrides, to try a setting)
-SERVER_SETTINGS: dict[str, str] = dict(
-    item.split("=", 1) for item in os.environ.get("BENCH_SERVER_ENV", "").split() if "=" in item
-)
+#: restate-server settings of every benchmark run, the same for the gateway and the baseline:
+#: the local engine's defaults, then ``BENCH_SERVER_ENV="KEY=VALUE ..."`` (to try a setting)
+SERVER_SETTINGS: dict[str, str] = {
+    INVOCATIONS_LIMIT_ENV: os.environ.get(INVOCATIONS_LIMIT_ENV, str(INVOCATIONS_LIMIT)),
+    **dict(item.split("=", 1) for item in os.environ.get("BENCH_SERVER_ENV", "").split()
+           if "=" in item),
+}
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli_config import config_app
+from gateway.cli_progress import delivery_table, finished, follow
 from gateway.client import ApiClient, GatewayClient
 from gateway.errors import ConfigError, GatewayError, UserInputError
 from gateway.models import Subscription, TaskRequest, TaskState, TaskStatus
@@ -41,6 +42,27 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"gateway {version('notification-gateway')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+    = False,
+) -> None:
+    """Notification gateway for long-running AI agent tasks, on Restate."""
+
+
+ShowTargets = Annotated[bool, typer.Option(
+    "--show-targets", help="Show subscribers' addresses and URLs in full (masked by default).")]
 
 IngressUrl = Annotated[
     str,
@@ -102,6 +124,7 @@ def submit(
     wait: Annotated[bool, typer.Option(
         "--wait", help="Wait for the result and deliveries.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 300.0,
+    show_targets: ShowTargets = False,
     ingress_url: IngressUrl = DEFAULT_INGRESS,
     api_url: ApiUrl = None,
     api_key: ApiKeyOpt = None,
@@ -120,8 +143,9 @@ def submit(
         else:
             out.print(f"task {task_id} was submitted before: it runs once, not started again")
         if wait:
-            status = client.wait(task_id, timeout)
-            _print_status(status)
+            status = follow(lambda: client.status(task_id), out, timeout=timeout,
+                            show_targets=show_targets)
+            _print_status(status, show_targets)
             _exit_for(status, timeout)
 
 
@@ -145,22 +169,32 @@ def subscribe(
 def status(
     task_id: Annotated[str, typer.Argument(help="The task to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    follow_: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Show progress live until every delivery settled.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --follow follows at most.")] = 300.0,
+    show_targets: ShowTargets = False,
     ingress_url: IngressUrl = DEFAULT_INGRESS,
     api_url: ApiUrl = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Show a task's state and every delivery."""
     with _client(ingress_url, api_url, api_key) as client:
-        result = client.status(task_id)
+        if follow_ and not as_json:
+            result = follow(lambda: client.status(task_id), out, timeout=timeout,
+                            show_targets=show_targets)
+        else:
+            result = client.status(task_id)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
-        _print_status(result)
+        _print_status(result, show_targets)
     if result.state is TaskState.UNKNOWN:
         raise typer.Exit(1)
+    if follow_ and not finished(result):
+        fail(f"still not settled after {timeout:g}s (state {result.state.value})")
 
 
-def _print_status(s: TaskStatus) -> None:
+def _print_status(s: TaskStatus, show_targets: bool = False) -> None:
     if s.state is TaskState.UNKNOWN:
         err.print(f"no task {s.task_id!r} (never submitted, or past its retention)")
         return
@@ -170,12 +204,8 @@ def _print_status(s: TaskStatus) -> None:
         out.print(f"[bold]result[/] {escape(s.output)}")
     if s.error:
         out.print(f"[bold]error[/] {escape(s.error)}")
-    table = Table("subscription", "channel", "target", "state", "attempts", "via", "last error")
-    for d in s.deliveries:
-        table.add_row(d.subscription_id, d.channel, d.target, d.state.value, str(d.attempts),
-                      d.channel_used or "", d.last_error or "")
     if s.deliveries:
-        out.print(table)
+        out.print(delivery_table(s, show_targets=show_targets))
     else:
         out.print("no deliveries yet")
 

@@ -223,6 +223,8 @@ class DeliveryReceipt(_Strict):
     updated_at: float
     delivered_at: float | None = None
     invocation_id: str | None = None
+    #: when ``retrying``: when the next attempt is due (POSIX seconds)
+    next_attempt_at: float | None = None
 
 
 class TaskStatus(_Strict):

@@ -538,11 +538,11 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                 log.warning("subscription %s: %s gave up after attempt %d: %s", sub.id,
                             target.channel, n, last_error)
                 break
+            delay = policy.delay(n, outcome.retry_after)
             _record(ctx, rt, sub, DeliveryState.RETRYING, at=at, kind=kind, attempts=attempts,
                     channel_used=target.channel, last_error=last_error,
-                    provider_status=last_status, message_id=mid)
-            await ctx.sleep(timedelta(seconds=policy.delay(n, outcome.retry_after)),
-                            name=f"retry {target.channel} #{n}")
+                    provider_status=last_status, message_id=mid, next_attempt_at=at + delay)
+            await ctx.sleep(timedelta(seconds=delay), name=f"retry {target.channel} #{n}")
     receipt = _record(ctx, rt, sub, DeliveryState.FAILED, at=at, kind=kind, attempts=attempts,
                       last_error=last_error, provider_status=last_status, message_id=mid)
     return receipt.model_dump(mode="json")
@@ -612,7 +612,8 @@ async def _attempt_once(rt: Runtime, channel: Any, message: Any, options: Any,
 def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: DeliveryState, *,
             at: float, kind: str = "result", attempts: int = 0, channel_used: str | None = None,
             last_error: str | None = None, provider_status: int | None = None,
-            message_id: str | None = None, delivered_at: float | None = None) -> DeliveryReceipt:
+            message_id: str | None = None, delivered_at: float | None = None,
+            next_attempt_at: float | None = None) -> DeliveryReceipt:
     assert sub.id is not None
     inst = rt.channels.get(sub.channel)
     receipt = DeliveryReceipt(
@@ -621,6 +622,7 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
         channel_used=channel_used, attempts=attempts, last_error=last_error,
         provider_status=provider_status, message_id=message_id, created_at=at, updated_at=at,
         delivered_at=delivered_at, invocation_id=ctx.request().id,
+        next_attempt_at=next_attempt_at,
     )
     if state.final and not _trace.replaying():
         _metrics.DELIVERIES.labels(sub.channel, state.value).inc()

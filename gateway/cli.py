@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli_config import config_app
+from gateway.cli_mail import DEFAULT_MAIL_DIR, MailDir, mail_app, start_mailboxes
 from gateway.cli_progress import delivery_table, finished, follow
 from gateway.client import ApiClient, GatewayClient
 from gateway.errors import ConfigError, GatewayError, UserInputError
@@ -40,6 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_app, name="config")
+app.add_typer(mail_app, name="mail")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -298,9 +300,11 @@ def up(
     api_port: ApiPort = 8000,
     restate_admin_url: AdminUrl = None,
     restate_ingress_url: IngressUrlOpt = None,
+    mail_dir: MailDir = DEFAULT_MAIL_DIR,
 ) -> None:
     """Start a local Restate server (or use --restate-admin-url), serve and register the gateway,
-    and serve its HTTP API."""
+    and serve its HTTP API; mail the configuration sends to this machine lands in a local
+    mailbox (`gateway mail`)."""
     from gateway.bootstrap import runtime_from_config
     from gateway.engine import LocalEngine
     from gateway.observability import setup_observability
@@ -329,9 +333,12 @@ def up(
             out.print(f"restate UI        {ui}")
         out.print("press Ctrl-C to stop")
 
+    mailboxes = start_mailboxes(runtime, mail_dir, out)
     try:
         asyncio.run(serve_gateway(runtime, options, on_ready=ready, on_reload=reload))
     finally:
+        for mailbox in mailboxes:
+            mailbox.stop()
         if engine is not None:
             err.print("stopping restate-server ...")
             engine.stop()

@@ -68,7 +68,7 @@ def _who(d: DeliveryReceipt, show_targets: bool) -> str:
 
 def _key_phase(p: str) -> str:
     """A phase without its countdown: a line is printed when this changes."""
-    return p.split(" in ", 1)[0] if p.startswith("retrying") else p
+    return p.split(", attempt", 1)[0] if p.startswith("retrying") else p
 
 
 def delivery_table(s: TaskStatus, *, show_targets: bool = False,
@@ -88,7 +88,9 @@ def delivery_table(s: TaskStatus, *, show_targets: bool = False,
                       f"[{style}]{escape(state)}[/]" if style else escape(state))
         if d.last_error:
             note = Text(f"{d.subscription_id}: ", style="bold")
-            note.append(f"last error: {d.last_error}")
+            error = d.last_error if show_targets else d.last_error.replace(
+                d.target, shown_target(d.target, show_targets))
+            note.append(f"last error: {error}")
             notes.append(Padding(note, (0, 0, 0, 2)))
     return Group(table, *notes) if notes else table
 

@@ -183,7 +183,7 @@ def status(
     with _client(ingress_url, api_url, api_key) as client:
         if follow_ and not as_json:
             result = follow(lambda: client.status(task_id), out, timeout=timeout,
-                            show_targets=show_targets)
+                            show_targets=show_targets, unknown_ends=True)
         else:
             result = client.status(task_id)
     if as_json:

@@ -32,9 +32,7 @@ _STYLE = {"delivered": "green", "delivered-by-fallback": "green", "failed": "red
 
 
 def finished(s: TaskStatus) -> bool:
-    """The task has an outcome and every delivery is settled (or nothing is known of it)."""
-    if s.state is TaskState.UNKNOWN and not s.deliveries:
-        return True
+    """The task has an outcome and every delivery is settled."""
     return s.state in _DONE and all(d.state.final for d in s.deliveries)
 
 
@@ -63,7 +61,7 @@ def phase(d: DeliveryReceipt, task: TaskState, now: float | None = None) -> str:
 
 
 def _who(d: DeliveryReceipt, show_targets: bool) -> str:
-    return f"{d.channel}:{shown_target(d.target, show_targets)}"
+    return f"{d.channel}:{shown_target(d.address or d.target, show_targets)}"
 
 
 def _key_phase(p: str) -> str:
@@ -96,15 +94,19 @@ def delivery_table(s: TaskStatus, *, show_targets: bool = False,
 
 
 def follow(status_of: Callable[[], TaskStatus], console: Console, *, timeout: float,
-           interval: float = 0.5, show_targets: bool = False) -> TaskStatus:
+           interval: float = 0.5, show_targets: bool = False,
+           unknown_ends: bool = False) -> TaskStatus:
     """Poll until the task finished and every delivery settled, or ``timeout`` seconds;
-    show each change. Returns the last status seen."""
+    show each change. Returns the last status seen. ``unknown_ends``: a task nobody submitted
+    nor subscribed to ends it at once (not for a task just submitted: it is on its way)."""
     interval = min(max(interval, MIN_INTERVAL), MAX_INTERVAL)
     deadline = time.monotonic() + max(timeout, 0.0)
-    if console.is_terminal:
-        return _follow_live(status_of, console, deadline, interval, show_targets)
-    seen: dict[str, str] = {}
     status = status_of()
+    if unknown_ends and status.state is TaskState.UNKNOWN and not status.deliveries:
+        return status
+    if console.is_terminal:
+        return _follow_live(status, status_of, console, deadline, interval, show_targets)
+    seen: dict[str, str] = {}
     while True:
         _print_changes(status, console, seen, show_targets)
         if finished(status) or time.monotonic() >= deadline:
@@ -125,9 +127,8 @@ def _print_changes(s: TaskStatus, console: Console, seen: dict[str, str],
             console.print(f"  {escape(_who(d, show_targets))}: {escape(p)}", soft_wrap=True)
 
 
-def _follow_live(status_of: Callable[[], TaskStatus], console: Console, deadline: float,
-                 interval: float, show_targets: bool) -> TaskStatus:
-    status = status_of()
+def _follow_live(status: TaskStatus, status_of: Callable[[], TaskStatus], console: Console,
+                 deadline: float, interval: float, show_targets: bool) -> TaskStatus:
 
     def view(s: TaskStatus) -> RenderableType:
         head = Text.from_markup(f"[bold]task[/] {escape(s.task_id)}  [bold]state[/] "

@@ -225,6 +225,9 @@ class DeliveryReceipt(_Strict):
     invocation_id: str | None = None
     #: when ``retrying``: when the next attempt is due (POSIX seconds)
     next_attempt_at: float | None = None
+    #: the target in full, less anything secret, for callers who may read the task
+    #: (``--show-targets``); ``target`` is the redacted form
+    address: str | None = None
 
 
 class TaskStatus(_Strict):

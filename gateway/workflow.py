@@ -236,7 +236,7 @@ def _waiting(rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]:
     return DeliveryReceipt(
         subscription_id=sub.id, channel=sub.channel,
         target=inst.channel.redact_target(sub.target), state=DeliveryState.WAITING,
-        created_at=at, updated_at=at,
+        created_at=at, updated_at=at, address=inst.channel.reveal_target(sub.target),
     ).model_dump(mode="json", exclude_none=True)
 
 
@@ -622,7 +622,7 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
         channel_used=channel_used, attempts=attempts, last_error=last_error,
         provider_status=provider_status, message_id=message_id, created_at=at, updated_at=at,
         delivered_at=delivered_at, invocation_id=ctx.request().id,
-        next_attempt_at=next_attempt_at,
+        next_attempt_at=next_attempt_at, address=inst.channel.reveal_target(sub.target),
     )
     if state.final and not _trace.replaying():
         _metrics.DELIVERIES.labels(sub.channel, state.value).inc()

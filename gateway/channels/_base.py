@@ -90,6 +90,11 @@ class Channel(ABC, Generic[OptionsT]):
         """The target as shown in receipts, logs and traces (no secrets, tokens or passwords)."""
         return target
 
+    def reveal_target(self, target: str) -> str:
+        """The target as ``--show-targets`` shows it to a caller who may read the task: in
+        full, less anything secret (a token in a URL). Default: as :meth:`redact_target`."""
+        return self.redact_target(target)
+
     @abstractmethod
     async def send(self, message: Message, options: OptionsT) -> SendReceipt:
         """Deliver ``message`` or raise a :class:`~gateway.errors.DeliveryError`."""

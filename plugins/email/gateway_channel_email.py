@@ -155,6 +155,9 @@ class EmailChannel(Channel[EmailOptions]):
     def redact_target(self, target: str) -> str:
         return _mask_local(target.strip())
 
+    def reveal_target(self, target: str) -> str:
+        return target.strip()
+
     async def send(self, message: Message, options: EmailOptions) -> SendReceipt:
         try:
             recipient = self.validate_target(message.target, options)

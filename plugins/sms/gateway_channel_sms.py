@@ -148,6 +148,9 @@ class SmsChannel(Channel[SmsOptions]):
     def redact_target(self, target: str) -> str:
         return _mask(target)
 
+    def reveal_target(self, target: str) -> str:
+        return target.strip()
+
     async def send(self, message: Message, options: SmsOptions) -> SendReceipt:
         try:
             number = normalize_number(message.target)

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli_config import config_app
-from gateway.cli_mail import DEFAULT_MAIL_DIR, MailDir, mail_app, start_mailboxes
+from gateway.cli_mail import DEFAULT_MAIL_DIR, MailCatcher, MailDir, mail_app, start_mailboxes
 from gateway.cli_progress import delivery_table, finished, follow
 from gateway.client import ApiClient, GatewayClient
 from gateway.errors import ConfigError, GatewayError, UserInputError
@@ -333,8 +333,9 @@ def up(
             out.print(f"restate UI        {ui}")
         out.print("press Ctrl-C to stop")
 
-    mailboxes = start_mailboxes(runtime, mail_dir, out)
+    mailboxes: list[MailCatcher] = []
     try:
+        mailboxes = start_mailboxes(runtime, mail_dir, out)
         asyncio.run(serve_gateway(runtime, options, on_ready=ready, on_reload=reload))
     finally:
         for mailbox in mailboxes:

@@ -181,7 +181,11 @@ def status(
 ) -> None:
     """Show a task's state and every delivery."""
     with _client(ingress_url, api_url, api_key) as client:
-        if follow_ and not as_json:
+        if follow_ and as_json:  # quietly, then the settled status
+            result = client.status(task_id)
+            if result.state is not TaskState.UNKNOWN or result.deliveries:
+                result = client.wait(task_id, timeout)
+        elif follow_:
             result = follow(lambda: client.status(task_id), out, timeout=timeout,
                             show_targets=show_targets, unknown_ends=True)
         else:

@@ -165,11 +165,11 @@ def start_mailboxes(runtime: Runtime, directory: Path, say: Console) -> list[Mai
     for host, port in local_mail_endpoints(runtime):
         if port_in_use(host, port):
             say.print(f"local mailbox     localhost:{port} is taken: mail goes to what "
-                      "listens there")
+                      "listens there", soft_wrap=True)
             continue
         catcher = MailCatcher(directory, host, port)
         catcher.start()
         started.append(catcher)
         say.print(f"local mailbox     localhost:{port}, mail kept in {directory} "
-                  "(`gateway mail` lists it)")
+                  "(`gateway mail` lists it)", soft_wrap=True)
     return started

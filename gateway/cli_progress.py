@@ -85,7 +85,8 @@ def delivery_table(s: TaskStatus, *, show_targets: bool = False,
         table.add_row(d.subscription_id, escape(_who(d, show_targets)),
                       f"[{style}]{escape(state)}[/]" if style else escape(state))
         if d.last_error:
-            note = Text(f"{d.subscription_id}: ", style="bold")
+            note = Text()
+            note.append(f"{d.subscription_id}: ", style="bold")
             error = d.last_error if show_targets else d.last_error.replace(
                 d.target, shown_target(d.target, show_targets))
             note.append(f"last error: {error}")

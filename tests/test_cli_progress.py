@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -168,6 +169,12 @@ def test_status_follow_follows_a_running_task_to_the_end(
     assert mailbox.wait_for_recipient(address, 1, 10)
     assert lines.index(f"task {task_id}: succeeded") < lines.index(
         f"{who}: delivered (1 attempt)")
+    r = runner.invoke(app, ["status", task_id, "--follow", "--json",
+                            "--ingress-url", restate_server.ingress_url])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["state"] == "succeeded"
+    assert [(d["state"], d["address"]) for d in doc["deliveries"]] == [("delivered", address)]
 
 
 @pytest.mark.restate

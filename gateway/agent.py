@@ -172,6 +172,8 @@ class AgentRunner:
 
     spec: AgentSpec
     agent: RestateAgent[None, str]
+    #: the model the agent calls (its provider owns an HTTP connection pool)
+    model: Model | None = None
 
     @property
     def model_name(self) -> str:
@@ -189,6 +191,13 @@ class AgentRunner:
             if token is not None:
                 _run_deadline.reset(token)
         return result.output
+
+    async def aclose(self) -> None:
+        """Close the model's HTTP client: entering and leaving the model's context closes
+        the client its provider created (pydantic-ai's lifecycle), and is a no-op otherwise."""
+        if self.model is not None:
+            async with self.model:
+                pass
 
 
 def _real_model(spec: AgentSpec) -> Model:
@@ -228,4 +237,4 @@ def build_agent(spec: AgentSpec) -> AgentRunner:
     wrapper = getattr(durable, "_model", None)
     if isinstance(wrapper, RestateModelWrapper):  # see _ModelResponseSerde
         wrapper._options = dataclasses.replace(wrapper._options, serde=_ModelResponseSerde())
-    return AgentRunner(spec, durable)
+    return AgentRunner(spec, durable, model)

@@ -4,9 +4,10 @@ Runs inside the journaled model-call step, so however many attempts a call takes
 journal holds one result: the answer, or a terminal failure.
 
 * rate limited (429), the provider's server failing (5xx, overloaded, unavailable), a
-  connection error or a timeout: retried here with exponential backoff, waiting what the
-  provider's ``Retry-After`` asks where it gives one, at most ``attempts`` times in all; then
-  the task fails with the last error;
+  connection error or a timeout (the provider's, or the agent's ``request_timeout``, enforced
+  here, inside the step, for every provider): retried here with exponential backoff,
+  waiting what the provider's ``Retry-After`` asks where it gives one, at most ``attempts``
+  times in all; then the task fails with the last error;
 * refused (400, 401, 403, 404, an exhausted quota): the task fails at once with the
   provider's message. Retrying would send the same request and get the same answer.
 
@@ -87,18 +88,20 @@ class RetryingModel(WrapperModel):
     """Retries a model call's transient errors in place; fails the task on the others."""
 
     def __init__(self, wrapped: Model, *, label: str, attempts: int,
-                 secrets: Sequence[str] = (), initial_delay: float = 0.5,
+                 secrets: Sequence[str] = (), request_timeout: float | None = None,
+                 initial_delay: float = 0.5,
                  max_delay: float = 10.0, max_retry_after: float = 60.0) -> None:
         super().__init__(wrapped)
         self._label = label
         self._attempts = max(1, attempts)
         self._secrets = tuple(secrets)
+        self._request_timeout = request_timeout
         self._initial = initial_delay
         self._max_delay = max_delay
         self._max_retry_after = max_retry_after
 
-    def _delay(self, exc: ModelAPIError, attempt: int) -> float:
-        if exc.retry_after is not None and exc.retry_after >= 0:
+    def _delay(self, exc: ModelAPIError | None, attempt: int) -> float:
+        if exc is not None and exc.retry_after is not None and exc.retry_after >= 0:
             return min(float(exc.retry_after), self._max_retry_after)
         backoff = min(self._initial * 2.0 ** (attempt - 1), self._max_delay)
         jitter: float = random.uniform(0.8, 1.2)
@@ -108,15 +111,22 @@ class RetryingModel(WrapperModel):
         attempt = 1
         while True:
             try:
-                return await self.wrapped.request(*args, **kwargs)
-            except ModelAPIError as exc:
-                said = provider_message(exc, self._secrets)
-                if not is_transient(exc):
-                    raise TerminalError(f"{self._label} refused the request: {said}") from None
+                return await asyncio.wait_for(self.wrapped.request(*args, **kwargs),
+                                              self._request_timeout)
+            except (ModelAPIError, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):
+                    said = (f"no answer within {self._request_timeout:g}s (request_timeout)"
+                            if self._request_timeout else "the request timed out")
+                    delay = self._delay(None, attempt)
+                else:
+                    said = provider_message(exc, self._secrets)
+                    delay = self._delay(exc, attempt)
+                    if not is_transient(exc):
+                        raise TerminalError(
+                            f"{self._label} refused the request: {said}") from None
                 if attempt >= self._attempts:
                     raise TerminalError(f"{self._label} still failing after {attempt} "
                                         f"attempts: {said}") from None
-                delay = self._delay(exc, attempt)
                 log.warning("%s: attempt %d of %d failed (%s); retrying in %.1fs",
                             self._label, attempt, self._attempts, said, delay)
                 await asyncio.sleep(delay)

@@ -121,7 +121,9 @@ class AgentSpec:
     api_key: str | None = dataclasses.field(default=None, repr=False)
     temperature: float | None = None
     max_tokens: int | None = None
-    #: seconds one model request may take (each attempt), then it is retried
+    #: seconds one model request may take (each attempt), then it is retried; enforced by
+    #: RetryingModel inside the journaled step (pydantic-ai's own request_timeout setting
+    #: would wrap the step itself and cancel it)
     request_timeout: float | None = None
 
     def model_settings(self) -> ModelSettings:
@@ -132,8 +134,6 @@ class AgentSpec:
             settings["temperature"] = self.temperature
         if self.max_tokens is not None:
             settings["max_tokens"] = self.max_tokens
-        if self.request_timeout is not None:
-            settings["request_timeout"] = self.request_timeout
         return settings
 
 
@@ -211,7 +211,7 @@ def _real_model(spec: AgentSpec) -> Model:
     return RetryingModel(
         build_model(spec.model, base_url=spec.base_url, api_key=spec.api_key),
         label=f"agent {spec.name!r}: model {spec.model!r}", attempts=spec.max_attempts,
-        secrets=[s for s in secrets if len(s) >= 4],
+        secrets=[s for s in secrets if len(s) >= 4], request_timeout=spec.request_timeout,
     )
 
 

@@ -44,6 +44,12 @@ agents:
     temperature: 0.2
     max_tokens: 64
     max_attempts: 3
+  impatient:
+    model: openai:gpt-4o-mini
+    base_url: BASE_URL
+    api_key: ${TEST_KEY}
+    request_timeout: 1s
+    max_attempts: 2
 channels:
   webhook:
     plugin: webhook
@@ -169,6 +175,20 @@ def test_a_model_that_keeps_failing_fails_the_task_after_its_attempts(
     assert status.error is not None
     assert "still failing after 3 attempts" in status.error and "HTTP 503" in status.error
     assert openai_server.count(prompt) == 3  # max_attempts: 3, then no more
+
+
+@pytest.mark.restate
+def test_a_request_that_times_out_is_retried_in_the_same_step(
+    llm_gateway: str, client: GatewayClient, openai_server: OpenAIServer
+) -> None:
+    task_id = new_id("llm-slow")
+    prompt = f"[slow 4] Take your time {task_id}"
+    client.submit(task_id, TaskRequest(prompt=prompt, agent="impatient"))
+    status = client.wait(task_id, timeout=60)
+    assert status.state is TaskState.SUCCEEDED, status.error
+    assert status.output == answer_for(prompt)
+    first, second = openai_server.requests[prompt]  # cut short after 1s, then answered
+    assert 0.9 <= second.received_at - first.received_at < 4
 
 
 # --- configuration -------------------------------------------------------------------------

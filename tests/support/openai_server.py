@@ -5,7 +5,8 @@
 503]`` makes the first request for that prompt get 429 (with ``Retry-After: 1``), the second
 503, and the third the answer; ``[always 401]`` refuses every request like OpenAI refuses a
 wrong key, echoing the key it was given (as a careless server might), so tests can prove the
-gateway never repeats it. Every request is kept, by prompt, with its arrival time and headers.
+gateway never repeats it. ``[slow 3]`` answers the first request after 3 seconds. Every
+request is kept, by prompt, with its arrival time and headers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _SCRIPT = re.compile(r"\[(fail|always)((?: \d{3})+)\]")
+_SLOW = re.compile(r"\[slow ([\d.]+)\]")
 _ERRORS = {
     400: ("invalid_request_error", "invalid_request", "The request was malformed."),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: {key}."),
@@ -50,6 +52,11 @@ def _last_user_text(body: dict[str, Any]) -> str:
                 return content
             return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
     return ""
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up waiting (a request timeout) is not an error of ours."""
 
 
 class OpenAIServer:
@@ -85,7 +92,7 @@ class OpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server = _QuietServer((host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -112,6 +119,9 @@ class OpenAIServer:
         with self._lock:
             seen = len(self.requests[prompt])
             self.requests[prompt].append(CompletionRequest(prompt, body, headers))
+        slow = _SLOW.search(prompt)
+        if slow and seen == 0:
+            time.sleep(float(slow.group(1)))  # the first request only: a slow moment
         script = _SCRIPT.search(prompt)
         if script:
             codes = [int(c) for c in script.group(2).split()]

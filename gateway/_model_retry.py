@@ -7,7 +7,8 @@ journal holds one result: the answer, or a terminal failure.
   connection error or a timeout (the provider's, or the agent's ``request_timeout``, enforced
   here, inside the step, for every provider): retried here with exponential backoff,
   waiting what the provider's ``Retry-After`` asks where it gives one, at most ``attempts``
-  times in all; then the task fails with the last error;
+  times in all (and waiting at most 5 minutes in all); then the task fails with the last
+  error;
 * refused (400, 401, 403, 404, an exhausted quota): the task fails at once with the
   provider's message. Retrying would send the same request and get the same answer.
 
@@ -90,7 +91,8 @@ class RetryingModel(WrapperModel):
     def __init__(self, wrapped: Model, *, label: str, attempts: int,
                  secrets: Sequence[str] = (), request_timeout: float | None = None,
                  initial_delay: float = 0.5,
-                 max_delay: float = 10.0, max_retry_after: float = 60.0) -> None:
+                 max_delay: float = 10.0, max_retry_after: float = 60.0,
+                 max_wait: float = 300.0) -> None:
         super().__init__(wrapped)
         self._label = label
         self._attempts = max(1, attempts)
@@ -99,6 +101,9 @@ class RetryingModel(WrapperModel):
         self._initial = initial_delay
         self._max_delay = max_delay
         self._max_retry_after = max_retry_after
+        #: waits between attempts add up to at most this: the step must end well before
+        #: Restate's abort timeout (10 minutes by default) cuts it short
+        self._max_wait = max_wait
 
     def _delay(self, exc: ModelAPIError | None, attempt: int) -> float:
         if exc is not None and exc.retry_after is not None and exc.retry_after >= 0:
@@ -109,6 +114,7 @@ class RetryingModel(WrapperModel):
 
     async def request(self, *args: Any, **kwargs: Any) -> ModelResponse:
         attempt = 1
+        waited = 0.0
         while True:
             try:
                 return await asyncio.wait_for(self.wrapped.request(*args, **kwargs),
@@ -124,10 +130,11 @@ class RetryingModel(WrapperModel):
                     if not is_transient(exc):
                         raise TerminalError(
                             f"{self._label} refused the request: {said}") from None
-                if attempt >= self._attempts:
+                if attempt >= self._attempts or waited + delay > self._max_wait:
                     raise TerminalError(f"{self._label} still failing after {attempt} "
                                         f"attempts: {said}") from None
                 log.warning("%s: attempt %d of %d failed (%s); retrying in %.1fs",
                             self._label, attempt, self._attempts, said, delay)
                 await asyncio.sleep(delay)
+                waited += delay
                 attempt += 1

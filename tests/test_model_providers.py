@@ -282,3 +282,28 @@ def test_only_the_configured_provider_is_imported() -> None:
                           timeout=60, env={**os.environ, "GATEWAY_MODEL": ""})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['openai']"
+
+
+# --- which errors are retried ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "retried"), [
+    (429, True), (500, True), (502, True), (503, True), (529, True), (408, True),
+    (400, False), (401, False), (403, False), (404, False), (422, False),
+])
+def test_which_provider_statuses_are_retried(status: int, retried: bool) -> None:
+    from pydantic_ai.exceptions import ModelHTTPError
+
+    from gateway._model_retry import is_transient
+
+    assert is_transient(ModelHTTPError(status, "gpt-4o-mini", {"message": "x"})) is retried
+
+
+def test_a_provider_message_is_one_line_without_the_key() -> None:
+    from pydantic_ai.exceptions import ModelHTTPError
+
+    from gateway._model_retry import provider_message
+
+    body = {"error": {"message": f"Incorrect API key provided:\n {TEST_KEY}.", "code": "x"}}
+    said = provider_message(ModelHTTPError(401, "gpt-4o-mini", body), [TEST_KEY])
+    assert said == "HTTP 401: Incorrect API key provided: [redacted]."

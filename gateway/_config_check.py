@@ -383,8 +383,14 @@ def _check_subscriptions(ctx: _Context, valid: Mapping[int, StandingSubscription
 
 
 def _check_agents(report: _Report, valid: Mapping[str, AgentConfig],
-                  output_schemas: Collection[str] | None) -> None:
+                  output_schemas: Collection[str] | None, env: Mapping[str, str]) -> None:
+    from gateway._model_providers import key_problem
+
     for name, agent in valid.items():
+        problem = key_problem(agent.model, api_key=agent.api_key is not None,
+                              base_url=agent.base_url, env=env)
+        if problem:
+            report.add(("agents", name), problem, depends_on=("agents", name, "api_key"))
         if not _AGENT_NAME.match(name):
             report.add(("agents", name), f"agent name {name!r} must be letters, digits, '.', "
                                          "'-' or '_' (at most 64)")
@@ -393,6 +399,21 @@ def _check_agents(report: _Report, valid: Mapping[str, AgentConfig],
             known = ", ".join(sorted(output_schemas)) or "none"
             report.add(("agents", name, "output_schema"),
                        f"unknown output schema {schema!r}; known: {known}")
+
+
+def _agent_keys(agents: Collection[AgentConfig], env: Mapping[str, str]) -> list[str]:
+    """The agents' model keys: each api_key (one written in the file is as secret as one from
+    the environment), else the provider's own variable, which the provider will read."""
+    from gateway._model_providers import PROVIDERS
+
+    keys = []
+    for agent in agents:
+        if agent.api_key is not None:
+            keys.append(agent.api_key.get_secret_value())
+            continue
+        info = PROVIDERS.get(agent.model.partition(":")[0])
+        keys += [env[name] for name in (info.key_env if info else ()) if env.get(name)]
+    return keys
 
 
 def _check_templates(report: _Report, valid: Mapping[str, TemplateSet]) -> None:
@@ -499,7 +520,8 @@ def check(
         channel_names=sorted(set(plugins) | set(names("channels"))),
         template_names=names("templates"),
     )
-    _check_agents(report, agents, output_schemas)
+    _check_agents(report, agents, output_schemas, env)
+    secrets += [key for key in _agent_keys(agents.values(), env) if len(key) >= MIN_SECRET_LENGTH]
     _check_channels(ctx, channels)
     _check_subscriptions(ctx, subscriptions, sorted({*names("agents"), "default"}), channels)
     _check_templates(report, templates)

@@ -1,8 +1,10 @@
 """The agent: a pydantic-ai agent made durable with Restate.
 
 The default model is offline and deterministic (no LLM, no key, no network) and says so in
-its answers. ``GATEWAY_MODEL=openai:gpt-4o-mini`` (or any pydantic-ai model string, with the
-provider's key in the environment) switches the default agent to a real model.
+its answers. An agent of the configuration may name a real model (``openai:gpt-4o-mini``,
+``anthropic:...``, an OpenAI-compatible server with ``base_url``; see
+gateway._model_providers), and ``GATEWAY_MODEL`` switches the default agent to one. Real
+models' errors are retried or fail the task as gateway._model_retry says.
 
 Offline model strings, for demos and tests:
 
@@ -25,15 +27,18 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
-from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models import Model
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.wrapper import WrapperModel
+from pydantic_ai.settings import ModelSettings
 from restate import RunOptions, TerminalError
 from restate.ext.pydantic import RestateAgent, RestateModelWrapper
 from restate.serde import Serde
 
+from gateway._model_providers import PROVIDERS, build_model, key_problem, provider_problem
+from gateway._model_retry import RetryingModel
 from gateway._trace import agent_instrumentation
-from gateway.errors import TaskInputError
+from gateway.errors import ConfigError, TaskInputError
 
 __all__ = ["AgentRunner", "AgentSpec", "OfflineModelError", "build_agent", "offline_model"]
 
@@ -111,6 +116,25 @@ class AgentSpec:
     max_attempts: int = 3
     #: hard limit of one run, in seconds from submission; enforced on every model call
     timeout: float | None = None
+    #: an OpenAI-compatible server or a provider's proxy
+    base_url: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    #: seconds one model request may take (each attempt), then it is retried; enforced by
+    #: RetryingModel inside the journaled step (pydantic-ai's own request_timeout setting
+    #: would wrap the step itself and cancel it)
+    request_timeout: float | None = None
+
+    def model_settings(self) -> ModelSettings:
+        """The model settings of this agent; the provider SDK's own retries are off: the
+        gateway retries (see gateway._model_retry)."""
+        settings = ModelSettings(max_retries=0)
+        if self.temperature is not None:
+            settings["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            settings["max_tokens"] = self.max_tokens
+        return settings
 
 
 #: when the current run must have finished (epoch seconds), set by AgentRunner.run
@@ -148,6 +172,8 @@ class AgentRunner:
 
     spec: AgentSpec
     agent: RestateAgent[None, str]
+    #: the model the agent calls (its provider owns an HTTP connection pool)
+    model: Model | None = None
 
     @property
     def model_name(self) -> str:
@@ -166,20 +192,39 @@ class AgentRunner:
                 _run_deadline.reset(token)
         return result.output
 
+    async def aclose(self) -> None:
+        """Close the model's HTTP client: entering and leaving the model's context closes
+        the client its provider created (pydantic-ai's lifecycle), and is a no-op otherwise."""
+        if self.model is not None:
+            async with self.model:
+                pass
+
+
+def _real_model(spec: AgentSpec) -> Model:
+    """The provider's model for ``spec``, retrying transient errors inside the model step."""
+    problem = provider_problem(spec.model) or key_problem(
+        spec.model, api_key=bool(spec.api_key), base_url=spec.base_url, env=os.environ)
+    if problem:
+        raise ConfigError([f"agents.{spec.name}: {problem}"])
+    info = PROVIDERS.get(spec.model.partition(":")[0])
+    secrets = [spec.api_key or "", *(os.environ.get(n, "") for n in (info.key_env if info else ()))]
+    return RetryingModel(
+        build_model(spec.model, base_url=spec.base_url, api_key=spec.api_key),
+        label=f"agent {spec.name!r}: model {spec.model!r}", attempts=spec.max_attempts,
+        secrets=[s for s in secrets if len(s) >= 4], request_timeout=spec.request_timeout,
+    )
+
 
 def build_agent(spec: AgentSpec) -> AgentRunner:
     """Build the durable agent for ``spec``; ``GATEWAY_MODEL`` overrides the default agent's
     model."""
-    model_name = spec.model
     if spec.name == "default" and os.environ.get("GATEWAY_MODEL"):
-        model_name = os.environ["GATEWAY_MODEL"]
-        spec = AgentSpec(spec.name, model_name, spec.instructions, spec.deadline,
-                         spec.max_attempts, spec.timeout)
-    model = (offline_model(model_name) if model_name.startswith("offline")
-             else infer_model(model_name))
+        spec = dataclasses.replace(spec, model=os.environ["GATEWAY_MODEL"].strip())
+    model = offline_model(spec.model) if spec.model.startswith("offline") else _real_model(spec)
     if spec.timeout:
         model = _TimeLimitedModel(model, spec.name, spec.timeout)
-    agent: Agent[None, str] = Agent(model, instructions=spec.instructions, name=spec.name)
+    agent: Agent[None, str] = Agent(model, instructions=spec.instructions, name=spec.name,
+                                    model_settings=spec.model_settings())
     instrumentation = agent_instrumentation()
     if instrumentation is not None:  # its spans of the run and model calls (tracing is on)
         agent.instrument = instrumentation
@@ -192,4 +237,4 @@ def build_agent(spec: AgentSpec) -> AgentRunner:
     wrapper = getattr(durable, "_model", None)
     if isinstance(wrapper, RestateModelWrapper):  # see _ModelResponseSerde
         wrapper._options = dataclasses.replace(wrapper._options, serde=_ModelResponseSerde())
-    return AgentRunner(spec, durable)
+    return AgentRunner(spec, durable, model)

@@ -16,7 +16,7 @@ from gateway.render import Renderer
 from gateway.runtime import Runtime, install_runtime, redactor
 
 if TYPE_CHECKING:
-    from gateway.config import GatewayConfig
+    from gateway.config import AgentConfig, GatewayConfig
 
 __all__ = ["build_runtime", "runtime_for", "runtime_from_config"]
 
@@ -52,8 +52,7 @@ def runtime_for(config: GatewayConfig, plugins: Mapping[str, ChannelPlugin], *,
     """The runtime of a loaded configuration. ``shared``: reuse its plugin instances (and so
     their pooled clients) - used when reloading."""
     configured = {**config.channel_instances(), **(channel_overrides or {})}
-    specs = [AgentSpec(name, a.model, a.instructions, a.deadline, a.max_attempts, a.timeout)
-             for name, a in config.agents.items()]
+    specs = [_agent_spec(name, a) for name, a in config.agents.items()]
     return Runtime(
         channels=Channels.from_plugins(plugins, configured, shared=shared),
         agents={spec.name: build_agent(spec) for spec in specs},
@@ -62,6 +61,14 @@ def runtime_for(config: GatewayConfig, plugins: Mapping[str, ChannelPlugin], *,
         route=config.route,
         public_url=public_url,
     )
+
+
+def _agent_spec(name: str, a: AgentConfig) -> AgentSpec:
+    return AgentSpec(name, a.model, a.instructions, a.deadline, a.max_attempts, a.timeout,
+                     base_url=a.base_url,
+                     api_key=a.api_key.get_secret_value() if a.api_key else None,
+                     temperature=a.temperature, max_tokens=a.max_tokens,
+                     request_timeout=a.request_timeout)
 
 
 def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None]]:

@@ -139,9 +139,20 @@ class Section(BaseModel):
 
 
 class AgentConfig(Section):
-    """One named agent."""
+    """One named agent: its model (offline, or a provider's: see gateway._model_providers),
+    where and how to reach it, and its settings."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     model: str = Field("offline", description="pydantic-ai model string, or offline")
+    base_url: str | None = Field(
+        None, description="an OpenAI-compatible server (Ollama, vLLM, LiteLLM) or a proxy")
+    api_key: SecretStr | None = Field(
+        None, description="the provider's key, as ${ENV}; default: the provider's variable")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, description="most tokens of one answer")
+    request_timeout: Duration | None = Field(
+        None, description="seconds one model request may take before it is retried")
     instructions: str = DEFAULT_INSTRUCTIONS
     output_schema: str | None = Field(None, description="name of a known output schema")
     deadline: Duration | None = Field(
@@ -162,7 +173,21 @@ class AgentConfig(Section):
         elif not _MODEL.match(v):
             raise ValueError(f"{v!r} is not a model string; use offline or PROVIDER:MODEL "
                              "(e.g. openai:gpt-4o-mini)")
+        else:
+            from gateway._model_providers import provider_problem
+
+            problem = provider_problem(v)
+            if problem:
+                raise ValueError(problem)
         return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", v.strip()):
+            raise ValueError("must be an http:// or https:// URL (e.g. "
+                             "http://localhost:11434/v1 for Ollama)")
+        return v.strip().rstrip("/") if v else v
 
     @model_validator(mode="after")
     def _deadline_before_timeout(self) -> AgentConfig:

@@ -42,6 +42,12 @@ class Runtime:
     #: base URL of the gateway's API, for links in messages (None: no links)
     public_url: str | None = None
 
+    async def aclose(self) -> None:
+        """Close the channels' and the models' connection pools."""
+        await self.channels.aclose()
+        for runner in self.agents.values():
+            await runner.aclose()
+
     def agent(self, name: str) -> AgentRunner:
         try:
             return self.agents[name]

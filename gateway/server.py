@@ -171,4 +171,4 @@ async def serve_gateway(
             loop.remove_signal_handler(sig)
         if link is not None:
             await link.aclose()
-        await runtime.channels.aclose()
+        await runtime.aclose()

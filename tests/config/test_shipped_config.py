@@ -20,6 +20,7 @@ TEAM_ENV = {
     "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
     "TWILIO_AUTH_TOKEN": "00000000000000000000000000000000",
     "AUDIT_WEBHOOK_SECRET": "whsec_ZXhhbXBsZS1vbmx5LWF1ZGl0LXdlYmhvb2sta2V5",
+    "OPENAI_API_KEY": "sk-example-only-openai-key",
 }
 SHIPPED = [("gateway.yaml", {}), ("examples/team.yaml", TEAM_ENV)]
 

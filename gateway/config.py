@@ -304,13 +304,16 @@ class ApiKey(Section):
     name: str = Field(description="who holds the key; shown in logs, never the key")
     hash: str = Field(description="sha256:<64 hex digits> of the key")
     scopes: list[Scope] = Field(default_factory=_all_scopes, min_length=1)
+    tenant: str | None = Field(
+        None, description="the tenant the key acts for: it sees only that tenant's tasks, "
+                          "which no other key sees; none: the tasks of no tenant")
 
-    @field_validator("name")
+    @field_validator("name", "tenant")
     @classmethod
-    def _name_shape(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(f"name {v!r} must be letters, digits, '.', '-' or '_' "
-                             "(at most 64, starting with a letter or digit)")
+    def _name_shape(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not _NAME_RE.fullmatch(v):
+            raise ValueError(f"{info.field_name} {v!r} must be letters, digits, '.', '-' or "
+                             "'_' (at most 64, starting with a letter or digit)")
         return v
 
     @field_validator("hash")

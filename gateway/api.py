@@ -382,7 +382,9 @@ OPERATIONS: tuple[Operation, ...] = (
                               "task: a repeat answers 200 with it instead of starting another."),),
               response_headers={201: ("Location",), 200: ("Location",)},
               description="Idempotent: the task id, else the Idempotency-Key header, names the "
-                          "task; a task runs once per id."),
+                          "task; a task runs once per id. Ids starting with hook- belong to "
+                          "inbound hooks (422). A key of a tenant names its tenant's tasks, "
+                          "which other keys cannot see (404)."),
     Operation("get", "/v1/tasks/{task_id}", "getTask", "A task's state, result and deliveries",
               "read", {200: ("The task.", TaskStatus)}, errors=(401, 403, 404),
               params=(_TASK,)),
@@ -410,8 +412,10 @@ OPERATIONS: tuple[Operation, ...] = (
                               max_length=4096)),
               response_headers={201: ("Location",), 200: ("Location",)},
               description="Verified by the source's scheme (Standard Webhooks, or its HMAC "
-                          "header); a timestamp more than 5 minutes off is refused; the "
-                          "delivery id names the task, so a retry runs nothing twice."),
+                          "header); a signed timestamp more than 5 minutes off is refused; "
+                          "what the signature covers names the task (the delivery id when "
+                          "signed or timestamped, else the body's digest), so neither a retry "
+                          "nor a replay runs anything twice."),
     Operation("get", "/healthz", "healthz", "The process is up", None,
               {200: ("Up.", Health)}),
     Operation("get", "/readyz", "readyz", "Restate is reachable and the service registered",

@@ -357,7 +357,9 @@ class HmacScheme(Section):
     """
 
     signature_header: str
-    id_header: str = Field(description="header with the delivery's unique id (dedupes retries)")
+    id_header: str = Field(description="header with the delivery's unique id; it names the "
+                           "task when signed ({id}) or with a signed timestamp, else the "
+                           "body's digest does")
     timestamp_header: str | None = Field(
         None, description="header with unix seconds; requests outside the window are refused")
     signed: str = Field("{body}", description="what is signed: {body}, {timestamp}, {id}")

@@ -4,7 +4,8 @@ A task id names a Restate workflow, and Restate has one key space. The API keeps
 apart by construction, not by a lookup:
 
 - inbound hooks own ``hook-<source>-...``: the API refuses such an id (422), so no caller can
-  start, and so take over, the task of a delivery that has not arrived yet;
+  start, and so take over, the task of a delivery that has not arrived yet. A source with a
+  ``tenant`` starts its tasks in that tenant's namespace, where its keys read them;
 - a key without a tenant names the workflow by the id as given (the tasks of no tenant,
   which include the hooks' tasks);
 - a tenant's keys name ``<tenant>~<id>``. An API task id cannot hold ``~``, so neither
@@ -20,7 +21,14 @@ from __future__ import annotations
 
 from gateway._api_auth import Caller
 
-__all__ = ["HOOK_PREFIX", "TENANT_SEPARATOR", "caller_task_id", "reserved", "workflow_key"]
+__all__ = [
+    "HOOK_PREFIX",
+    "TENANT_SEPARATOR",
+    "caller_task_id",
+    "reserved",
+    "tenant_key",
+    "workflow_key",
+]
 
 #: the task ids of inbound hooks (see :func:`gateway._inbound.hook_task_id`)
 HOOK_PREFIX = "hook-"
@@ -36,11 +44,14 @@ def reserved(task_id: str) -> str | None:
     return None
 
 
+def tenant_key(tenant: str | None, task_id: str) -> str:
+    """The workflow key of ``task_id`` in ``tenant``'s namespace (None: of no tenant)."""
+    return task_id if tenant is None else f"{tenant}{TENANT_SEPARATOR}{task_id}"
+
+
 def workflow_key(caller: Caller, task_id: str) -> str:
     """The workflow a caller's ``task_id`` names: in its tenant's namespace, if it has one."""
-    if caller.tenant is None:
-        return task_id
-    return f"{caller.tenant}{TENANT_SEPARATOR}{task_id}"
+    return tenant_key(caller.tenant, task_id)
 
 
 def caller_task_id(caller: Caller, key: str) -> str:

@@ -60,7 +60,7 @@ from gateway._api_models import (
 )
 from gateway._api_openapi import Header, Operation, PathParam, openapi_document
 from gateway._api_restate import HandlerRefused, RestateFailed, RestateLink
-from gateway._api_tenancy import caller_task_id, reserved, workflow_key
+from gateway._api_tenancy import caller_task_id, reserved, tenant_key, workflow_key
 from gateway._api_trace import HttpServerSpans, accept_task
 from gateway._inbound import (
     HookRejected,
@@ -338,15 +338,16 @@ async def receive_hook(request: Request) -> Response:
         raise ApiError(401, "unauthenticated", f"hook {source}: {exc}") from None
     payload = parse_json(body)
     task_id = hook_task_id(source, replay_key(hook, webhook_id, body))
+    key = tenant_key(hook.tenant, task_id)
     try:
         task = task_request(hook, source, webhook_id, payload)
     except MappingFailed as exc:
         raise ApiError.invalid("body", str(exc)) from None
-    with accept_task(task_id, task.agent, len(task.subscriptions), hook=source) as span:
-        started = await door.restate.start(task_id, task.model_dump_json(
+    with accept_task(key, task.agent, len(task.subscriptions), hook=source) as span:
+        started = await door.restate.start(key, task.model_dump_json(
             exclude_defaults=True).encode())
         span.set_attribute("gateway.task.created", started.new)
-    log.info("hook %s: delivery %s -> task %s (%s)", source, webhook_id, task_id,
+    log.info("hook %s: delivery %s -> task %s (%s)", source, webhook_id, key,
              "started" if started.new else "duplicate")
     url = door.status_url(request, task_id)
     created = TaskCreated(task_id=task_id, status_url=url, created=started.new)

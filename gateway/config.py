@@ -405,11 +405,22 @@ class HookSource(Section):
     agent: str = "default"
     prompt: str = Field(min_length=1, description="template of the task's prompt")
     labels: dict[str, str] = Field(default_factory=dict, description="label -> template")
+    tenant: str | None = Field(
+        None, description="the tenant whose keys see this source's tasks; none: keys of no "
+                          "tenant do")
 
     @property
     def secrets(self) -> list[str]:
         items = self.secret if isinstance(self.secret, list) else [self.secret]
         return [s.get_secret_value() for s in items]
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_shape(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.fullmatch(v):
+            raise ValueError(f"tenant {v!r} must be letters, digits, '.', '-' or '_' (at "
+                             "most 64, starting with a letter or digit)")
+        return v
 
     @field_validator("secret")
     @classmethod

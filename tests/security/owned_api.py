@@ -62,6 +62,10 @@ hooks:
   orders:
     secret: "${{SEC_ORDERS_SECRET}}"
     prompt: "Check order {{{{ payload.order }}}}"
+  acme-orders:
+    secret: "${{SEC_ORDERS_SECRET}}"
+    tenant: acme
+    prompt: "Check Acme's order {{{{ payload.order }}}}"
   github:
     secret: "${{SEC_GITHUB_SECRET}}"
     hmac: {{signature_header: X-Hub-Signature-256, prefix: "sha256=", id_header: X-GitHub-Delivery}}
@@ -105,6 +109,18 @@ def standard_headers(body: bytes, webhook_id: str) -> dict[str, str]:
     return {"webhook-id": webhook_id, "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(ORDERS_SECRET).sign(webhook_id, now, body.decode()),
             "content-type": "application/json"}
+
+
+def read_task(api_url: str, key: str, task_id: str, timeout: float = 15) -> dict[str, Any]:
+    """GET the task with ``key`` until ``run`` has recorded it (its prompt is known)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(f"{api_url}/v1/tasks/{task_id}", headers=auth(key), timeout=10)
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()
+        if data["prompt"] is not None or time.monotonic() > deadline:
+            return data
+        time.sleep(0.05)
 
 
 def run_invocations(engine: LocalEngine, key: str) -> int:

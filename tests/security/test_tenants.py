@@ -23,6 +23,7 @@ from tests.security.owned_api import (
     body_of,
     new_id,
     owned_api_fixture,  # noqa: F401 - the fixture owned_api
+    read_task,
     standard_headers,
 )
 
@@ -47,7 +48,7 @@ def test_the_api_cannot_claim_the_task_id_of_a_hook_delivery(owned_api: str) -> 
                          headers=standard_headers(body, delivery))
     assert genuine.status_code == 201, genuine.text
     assert genuine.json()["task_id"] == hook_task and genuine.json()["created"] is True
-    task = httpx.get(f"{owned_api}/v1/tasks/{hook_task}", headers=auth(KEYS.plain)).json()
+    task = read_task(owned_api, KEYS.plain, hook_task)
     assert task["prompt"] == "Check order A-17" and task["labels"] == {"hook": "orders"}
 
 
@@ -76,10 +77,8 @@ def test_a_tenants_task_is_not_found_by_another_tenant_nor_by_a_key_of_no_tenant
             assert r.status_code == 404, r.text
             assert "Acme" not in r.text and "acme" not in r.text
 
-    own = httpx.get(f"{owned_api}/v1/tasks/{task_id}", headers=auth(KEYS.acme))
-    assert own.status_code == 200, own.text
-    assert own.json()["task_id"] == task_id and own.json()["prompt"] == "Acme's secret plan"
-    assert [d["state"] for d in own.json()["deliveries"]] in ([], ["waiting"])
+    own = read_task(owned_api, KEYS.acme, task_id)
+    assert own["task_id"] == task_id and own["prompt"] == "Acme's secret plan"
     assert mailbox.wait_for_recipient(inbox, 1, timeout=30)  # not cancelled by the others
     assert mailbox.for_recipient(f"{task_id}@spy.example.com") == []
 
@@ -93,9 +92,8 @@ def test_two_tenants_use_the_same_task_id_without_seeing_each_other(owned_api: s
         assert r.status_code == 201 and r.json()["created"] is True, (name, r.text)
         answers[name] = r.json()
     for name, key in (("acme", KEYS.acme), ("globex", KEYS.globex), ("none", KEYS.plain)):
-        r = httpx.get(f"{owned_api}/v1/tasks/{task_id}", headers=auth(key))
-        assert r.status_code == 200, r.text
-        assert r.json()["task_id"] == task_id and r.json()["prompt"] == f"The plan of {name}"
+        task = read_task(owned_api, key, task_id)
+        assert task["task_id"] == task_id and task["prompt"] == f"The plan of {name}"
     # a repeat by the owner is still the owner's task
     again = httpx.post(f"{owned_api}/v1/tasks", headers=auth(KEYS.globex),
                        json={"task_id": task_id, "prompt": "Another plan"})
@@ -114,6 +112,25 @@ def test_a_tenant_does_not_see_tasks_of_no_tenant_nor_hook_tasks(owned_api: str)
                          headers=auth(KEYS.acme)).status_code == 404
         assert httpx.get(f"{owned_api}/v1/tasks/{tid}",
                          headers=auth(KEYS.plain)).status_code == 200
+
+
+def test_the_tasks_of_a_tenants_hook_source_are_the_tenants(owned_api: str) -> None:
+    delivery = new_id("msg")
+    body = body_of({"order": "C-3"})
+    r = httpx.post(f"{owned_api}/v1/hooks/acme-orders", content=body,
+                   headers=standard_headers(body, delivery))
+    assert r.status_code == 201, r.text
+    task_id = r.json()["task_id"]
+    assert task_id == f"hook-acme-orders-{delivery}"
+    assert r.json()["status_url"].endswith(f"/v1/tasks/{task_id}")
+    own = read_task(owned_api, KEYS.acme, task_id)
+    assert own["prompt"] == "Check Acme's order C-3" and own["task_id"] == task_id
+    for other in (KEYS.globex, KEYS.plain):
+        assert httpx.get(f"{owned_api}/v1/tasks/{task_id}",
+                         headers=auth(other)).status_code == 404
+    retry = httpx.post(f"{owned_api}/v1/hooks/acme-orders", content=body,
+                       headers=standard_headers(body, delivery))
+    assert retry.status_code == 200 and retry.json() == {**r.json(), "created": False}
 
 
 def test_idempotency_keys_are_per_api_key_within_a_tenant(owned_api: str) -> None:

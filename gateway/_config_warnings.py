@@ -22,9 +22,10 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         where = f"{config.source}: warning: hooks.{name}.hmac"
         if scheme.timestamp_header is None:
             lines.append(
-                f"{where}: no timestamp_header, so a captured delivery stays valid forever; it "
-                "cannot start a second task (the same signed body is the same task), but set "
-                "timestamp_header and sign {timestamp} if the source sends a signed timestamp")
+                f"{where}: no timestamp_header, so a captured delivery stays valid forever: "
+                "sent again it is the same task (named by the body's digest) only while "
+                "Restate keeps that task; set timestamp_header and sign {timestamp} if the "
+                "source sends a signed timestamp")
         else:
             lines.append(
                 f"{where}: timestamp_header {scheme.timestamp_header} is not signed (no "

@@ -20,6 +20,7 @@ task is answered like a missing one (404), so ids do not leak.
 from __future__ import annotations
 
 from gateway._api_auth import Caller
+from gateway._task_keys import TENANT_SEPARATOR
 
 __all__ = [
     "HOOK_PREFIX",
@@ -32,8 +33,6 @@ __all__ = [
 
 #: the task ids of inbound hooks (see :func:`gateway._inbound.hook_task_id`)
 HOOK_PREFIX = "hook-"
-#: between a tenant and its task id in a workflow key; never part of an API task id
-TENANT_SEPARATOR = "~"
 
 
 def reserved(task_id: str) -> str | None:

@@ -5,6 +5,7 @@ exist), while two tenants may both use the same task id."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from gateway._api_auth import hash_key
 from gateway.cli import app
 from gateway.client import ApiClient
 from gateway.config import ApiKey
-from gateway.local_sinks import Mailbox
+from gateway.local_sinks import Mailbox, ReceivedWebhook, WebhookReceiver
 from gateway.models import TaskRequest, TaskState
 from tests.security.owned_api import (
     KEYS,
@@ -112,6 +113,26 @@ def test_a_tenant_does_not_see_tasks_of_no_tenant_nor_hook_tasks(owned_api: str)
                          headers=auth(KEYS.acme)).status_code == 404
         assert httpx.get(f"{owned_api}/v1/tasks/{tid}",
                          headers=auth(KEYS.plain)).status_code == 200
+
+
+def test_a_tenants_subscribers_are_told_its_own_task_id(
+    owned_api: str, webhook_receiver: WebhookReceiver, mailbox: Mailbox
+) -> None:
+    task_id = new_id("notify")
+    inbox = f"{task_id}@acme.example.com"
+    r = httpx.post(f"{owned_api}/v1/tasks", headers=auth(KEYS.acme), json={
+        "task_id": task_id, "prompt": "Tell me", "subscriptions": [inbox],
+        "callback_url": f"{webhook_receiver.url}/hooks/{task_id}"})
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 30
+    hooks: list[ReceivedWebhook] = []
+    while not hooks and time.monotonic() < deadline:
+        hooks = [h for h in webhook_receiver.delivered() if h.path == f"/hooks/{task_id}"]
+        time.sleep(0.05)
+    assert len(hooks) == 1 and hooks[0].verified is True
+    assert hooks[0].json()["task_id"] == task_id
+    [mail] = mailbox.wait_for_recipient(inbox, 1, timeout=30)
+    assert task_id in mail.as_string() and f"acme~{task_id}" not in mail.as_string()
 
 
 def test_the_tasks_of_a_tenants_hook_source_are_the_tenants(owned_api: str) -> None:

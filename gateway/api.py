@@ -187,8 +187,9 @@ def _subscription_out(rt: Runtime, task_id: str, sub: Subscription) -> Subscript
 
 
 def _new_task_id(spec: TaskCreate, idempotency_key: str | None, caller: Caller) -> str:
-    """The workflow key: the given task id, else one derived from the caller's
-    Idempotency-Key (so a repeat is the same task), else a new one."""
+    """The caller's task id (its tenant's namespace is added by ``workflow_key``): the given
+    one, unless it is a hook's, else one derived from the caller's Idempotency-Key (so a
+    repeat is the same task), else a new one."""
     if spec.task_id:
         problem = reserved(spec.task_id)
         if problem:

@@ -33,10 +33,12 @@ def hash_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the key's name (never the key) and what it may do."""
+    """Who is calling: the key's name (never the key), what it may do, and the tenant it acts
+    for (None: no tenant; see :mod:`gateway._api_tenancy`)."""
 
     name: str
     scopes: frozenset[Scope]
+    tenant: str | None = None
 
 
 class Unauthenticated(Exception):
@@ -47,7 +49,8 @@ class KeyRing:
     """The configured API keys."""
 
     def __init__(self, keys: Sequence[ApiKey]) -> None:
-        self._keys = [(k.hash.encode(), Caller(k.name, frozenset(k.scopes))) for k in keys]
+        self._keys = [(k.hash.encode(), Caller(k.name, frozenset(k.scopes), k.tenant))
+                      for k in keys]
 
     def __len__(self) -> int:
         return len(self._keys)

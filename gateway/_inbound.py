@@ -7,8 +7,12 @@ HMAC of ``signed`` (the body, and the timestamp or id where the source signs the
 header, its delivery id in another. Either way a timestamp more than five minutes off is
 refused, and every comparison is constant-time.
 
-The delivery id becomes the task id, so a retried delivery is the same Restate workflow and
-runs once: Restate itself deduplicates, with no database of ours.
+A delivery's task id is its dedup key, so a retried delivery is the same Restate workflow and
+runs once: Restate itself deduplicates, with no database of ours. The key is made only of
+what the signature covers (:func:`replay_key`): the delivery id where it is signed (Standard
+Webhooks; ``{id}`` in an HMAC scheme's ``signed``) or where a signed timestamp bounds how
+long a captured request stays valid, else the body's digest. So a captured delivery sent
+again under a new, unsigned delivery id is still the same task.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ __all__ = [
     "HookRejected",
     "MappingFailed",
     "hook_task_id",
+    "replay_key",
+    "signs_timestamp",
     "task_request",
     "template_problems",
     "verify",
@@ -135,12 +141,30 @@ def _verify_hmac(scheme: HmacScheme, secrets: list[str], headers: Mapping[str, s
     return webhook_id
 
 
-def hook_task_id(source: str, webhook_id: str) -> str:
-    """The task id of a delivery: readable when the delivery id allows, else its hash."""
-    readable = f"hook-{source}-{webhook_id}"
-    if _SAFE_ID.match(webhook_id) and len(readable) <= _MAX_TASK_ID:
+def signs_timestamp(scheme: HmacScheme) -> bool:
+    """Whether an HMAC scheme signs a timestamp (so a captured request expires)."""
+    return scheme.timestamp_header is not None and "{timestamp}" in scheme.signed
+
+
+def replay_key(hook: HookSource, webhook_id: str, body: bytes) -> str:
+    """What names the task of a verified delivery: only what an attacker cannot change
+    without the secret. The delivery id when the signature covers it (Standard Webhooks, or
+    ``{id}`` in ``signed``) or a signed timestamp limits a replay to the window; otherwise
+    (GitHub style: the id header is not signed) ``sha256:`` and the body's digest, so the
+    same signed body is the same task whatever delivery id comes with it."""
+    scheme = hook.hmac
+    if scheme is None or "{id}" in scheme.signed or signs_timestamp(scheme):
+        return webhook_id
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def hook_task_id(source: str, key: str) -> str:
+    """The task id of a delivery from its :func:`replay_key`: readable when the key allows,
+    else its hash."""
+    readable = f"hook-{source}-{key}"
+    if _SAFE_ID.match(key) and len(readable) <= _MAX_TASK_ID:
         return readable
-    digest = hashlib.sha256(f"{source}\x00{webhook_id}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(f"{source}\x00{key}".encode()).hexdigest()[:32]
     return f"hook-{source}-{digest}"
 
 

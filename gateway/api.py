@@ -60,8 +60,16 @@ from gateway._api_models import (
 )
 from gateway._api_openapi import Header, Operation, PathParam, openapi_document
 from gateway._api_restate import HandlerRefused, RestateFailed, RestateLink
+from gateway._api_tenancy import caller_task_id, reserved, tenant_key, workflow_key
 from gateway._api_trace import HttpServerSpans, accept_task
-from gateway._inbound import HookRejected, MappingFailed, hook_task_id, task_request, verify
+from gateway._inbound import (
+    HookRejected,
+    MappingFailed,
+    hook_task_id,
+    replay_key,
+    task_request,
+    verify,
+)
 from gateway.config import GatewayConfig, HookSource
 from gateway.config import Scope as KeyScope
 from gateway.errors import UserInputError
@@ -179,9 +187,13 @@ def _subscription_out(rt: Runtime, task_id: str, sub: Subscription) -> Subscript
 
 
 def _new_task_id(spec: TaskCreate, idempotency_key: str | None, caller: Caller) -> str:
-    """The workflow key: the given task id, else one derived from the caller's
-    Idempotency-Key (so a repeat is the same task), else a new one."""
+    """The caller's task id (its tenant's namespace is added by ``workflow_key``): the given
+    one, unless it is a hook's, else one derived from the caller's Idempotency-Key (so a
+    repeat is the same task), else a new one."""
     if spec.task_id:
+        problem = reserved(spec.task_id)
+        if problem:
+            raise ApiError.invalid("task_id", problem)
         return spec.task_id
     if idempotency_key is not None:
         key = idempotency_key.strip()
@@ -206,17 +218,18 @@ async def create_task(request: Request) -> Response:
     caller = door.authorize(request, "submit")
     spec = parse_body(TaskCreate, await read_body(request, door.settings.max_body_bytes))
     task_id = _new_task_id(spec, request.headers.get("idempotency-key"), caller)
+    key = workflow_key(caller, task_id)
     prompt = _prompt(spec)
     rt = door.runtime()
     try:
         rt.agent(spec.agent)
     except UserInputError as exc:
         raise ApiError.invalid("agent", str(exc)) from None
-    subs = [door.subscription(rt, task_id, s, f"subscriptions[{i}]")
+    subs = [door.subscription(rt, key, s, f"subscriptions[{i}]")
             for i, s in enumerate(spec.subscriptions)]
     if spec.callback_url is not None:
         callback = SubscriberIn(channel="webhook", target=spec.callback_url)
-        subs.append(door.subscription(rt, task_id, callback, "callback_url"))
+        subs.append(door.subscription(rt, key, callback, "callback_url"))
     if len(prompt) > 100_000:
         raise ApiError.invalid("input" if spec.input else "prompt",
                                "the prompt with its input is longer than 100000 characters")
@@ -225,12 +238,12 @@ async def create_task(request: Request) -> Response:
                            subscriptions=subs)
     except ValidationError as exc:  # e.g. a prompt of white space only
         raise validation_error(exc, {"prompt": prompt, "agent": spec.agent}) from None
-    with accept_task(task_id, spec.agent, len(subs)) as span:
-        started = await door.restate.start(task_id, task.model_dump_json(
+    with accept_task(key, spec.agent, len(subs)) as span:
+        started = await door.restate.start(key, task.model_dump_json(
             exclude_defaults=True).encode())
         span.set_attribute("gateway.task.created", started.new)
     url = door.status_url(request, task_id)
-    log.info("task %s %s by key %s", task_id, "started" if started.new else "repeated",
+    log.info("task %s %s by key %s", key, "started" if started.new else "repeated",
              caller.name)
     created = TaskCreated(task_id=task_id, status_url=url, created=started.new,
                           subscriptions=[_subscription_out(rt, task_id, s) for s in subs])
@@ -239,28 +252,32 @@ async def create_task(request: Request) -> Response:
 
 async def add_subscription(request: Request) -> Response:
     door = _door(request)
-    door.authorize(request, "subscribe")
+    caller = door.authorize(request, "subscribe")
     task_id = _task_id_param(request)
+    key = workflow_key(caller, task_id)
     spec = parse_body(SubscriptionCreate, await read_body(request, door.settings.max_body_bytes))
     rt = door.runtime()
-    sub = door.subscription(rt, task_id, spec.root, "body")
-    if not await door.restate.exists(task_id):
+    sub = door.subscription(rt, key, spec.root, "body")
+    if not await door.restate.exists(key):
         raise ApiError(404, "not_found", f"no task {task_id!r}")
     try:
         result = await door.restate.subscribe(
-            task_id, sub.model_dump_json(exclude_defaults=True).encode())
+            key, sub.model_dump_json(exclude_defaults=True).encode())
     except HandlerRefused as exc:
         raise ApiError.invalid("body", str(exc)) from None
+    result["task_id"] = caller_task_id(caller, str(result.get("task_id", key)))
     return json_response(SubscriptionOut.model_validate(result), 201)
 
 
 async def get_task(request: Request) -> Response:
     door = _door(request)
-    door.authorize(request, "read")
+    caller = door.authorize(request, "read")
     task_id = _task_id_param(request)
-    status = await door.restate.status(task_id)
+    key = workflow_key(caller, task_id)
+    status = await door.restate.status(key)
+    status = status.model_copy(update={"task_id": caller_task_id(caller, status.task_id)})
     if status.state is TaskState.UNKNOWN:
-        if not await door.restate.exists(task_id):
+        if not await door.restate.exists(key):
             raise ApiError(404, "not_found", f"no task {task_id!r} (never started, or past "
                                              "its retention)")
         status = status.model_copy(update={"state": TaskState.RUNNING})  # accepted, starting
@@ -269,32 +286,33 @@ async def get_task(request: Request) -> Response:
 
 async def cancel_subscription(request: Request) -> Response:
     door = _door(request)
-    door.authorize(request, "subscribe")
+    caller = door.authorize(request, "subscribe")
     task_id = _task_id_param(request)
+    key = workflow_key(caller, task_id)
     sid = str(request.path_params["subscription_id"])
     missing = ApiError(404, "not_found", f"task {task_id!r} has no subscription {sid!r}")
     if not _SUBSCRIPTION_ID.match(sid):
         raise missing
-    status = await door.restate.status(task_id)
+    status = await door.restate.status(key)
     found = next((r for r in status.deliveries if r.subscription_id == sid), None)
     if found is None:
         raise missing
     if found.state is not DeliveryState.CANCELLED:
         _still_waiting(found)
         invocation = found.invocation_id or await door.restate.find_notify_invocation(
-            task_id, sid)
+            key, sid)
         if invocation is None and found.state is DeliveryState.WAITING:
             # a subscriber of the task itself, which starts it when the outcome is known
-            invocation = await door.restate.claim_notify(task_id, sid)
+            invocation = await door.restate.claim_notify(key, sid)
         if invocation:  # cancelled first, so it cannot deliver after being marked
             await door.restate.cancel_invocation(invocation)
-        found = await door.restate.mark_cancelled(task_id, found)
+        found = await door.restate.mark_cancelled(key, found)
         _still_waiting(found)
         # delivered (or failed) in the meantime: its last receipt is kept by the task itself
-        now = await door.restate.status(task_id)
+        now = await door.restate.status(key)
         found = next((r for r in now.deliveries if r.subscription_id == sid), found)
         _still_waiting(found)
-        log.info("subscription %s of task %s cancelled", sid, task_id)
+        log.info("subscription %s of task %s cancelled", sid, key)
     return json_response(found)
 
 
@@ -320,16 +338,17 @@ async def receive_hook(request: Request) -> Response:
         log.warning("hook %s: request refused: %s", source, exc)
         raise ApiError(401, "unauthenticated", f"hook {source}: {exc}") from None
     payload = parse_json(body)
-    task_id = hook_task_id(source, webhook_id)
+    task_id = hook_task_id(source, replay_key(hook, webhook_id, body))
+    key = tenant_key(hook.tenant, task_id)
     try:
         task = task_request(hook, source, webhook_id, payload)
     except MappingFailed as exc:
         raise ApiError.invalid("body", str(exc)) from None
-    with accept_task(task_id, task.agent, len(task.subscriptions), hook=source) as span:
-        started = await door.restate.start(task_id, task.model_dump_json(
+    with accept_task(key, task.agent, len(task.subscriptions), hook=source) as span:
+        started = await door.restate.start(key, task.model_dump_json(
             exclude_defaults=True).encode())
         span.set_attribute("gateway.task.created", started.new)
-    log.info("hook %s: delivery %s -> task %s (%s)", source, webhook_id, task_id,
+    log.info("hook %s: delivery %s -> task %s (%s)", source, webhook_id, key,
              "started" if started.new else "duplicate")
     url = door.status_url(request, task_id)
     created = TaskCreated(task_id=task_id, status_url=url, created=started.new)
@@ -365,7 +384,9 @@ OPERATIONS: tuple[Operation, ...] = (
                               "task: a repeat answers 200 with it instead of starting another."),),
               response_headers={201: ("Location",), 200: ("Location",)},
               description="Idempotent: the task id, else the Idempotency-Key header, names the "
-                          "task; a task runs once per id."),
+                          "task; a task runs once per id. Ids starting with hook- belong to "
+                          "inbound hooks (422). A key of a tenant names its tenant's tasks, "
+                          "which other keys cannot see (404)."),
     Operation("get", "/v1/tasks/{task_id}", "getTask", "A task's state, result and deliveries",
               "read", {200: ("The task.", TaskStatus)}, errors=(401, 403, 404),
               params=(_TASK,)),
@@ -393,8 +414,10 @@ OPERATIONS: tuple[Operation, ...] = (
                               max_length=4096)),
               response_headers={201: ("Location",), 200: ("Location",)},
               description="Verified by the source's scheme (Standard Webhooks, or its HMAC "
-                          "header); a timestamp more than 5 minutes off is refused; the "
-                          "delivery id names the task, so a retry runs nothing twice."),
+                          "header); a signed timestamp more than 5 minutes off is refused; "
+                          "what the signature covers names the task (the delivery id when "
+                          "signed or timestamped, else the body's digest), so neither a retry "
+                          "nor a replay runs anything twice."),
     Operation("get", "/healthz", "healthz", "The process is up", None,
               {200: ("Up.", Health)}),
     Operation("get", "/readyz", "readyz", "Restate is reachable and the service registered",

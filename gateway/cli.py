@@ -410,6 +410,9 @@ def api_key(
     name: Annotated[str, typer.Argument(help="Who holds the key (shown in logs).")],
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", help="submit, subscribe or read (repeatable; default: all three).")] = None,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", help="The tenant the key acts for: it sees only that tenant's tasks.",
+        show_default=False)] = None,
 ) -> None:
     """Make an API key: prints the key (once) and the line that goes under api.keys."""
     from pydantic import ValidationError
@@ -419,20 +422,24 @@ def api_key(
 
     scopes = list(dict.fromkeys(scope or SCOPES))
     try:
-        entry = ApiKey.model_validate({"name": name, "hash": hash_key("x"), "scopes": scopes})
+        entry = ApiKey.model_validate({"name": name, "hash": hash_key("x"), "scopes": scopes,
+                                       "tenant": tenant})
     except ValidationError as exc:
         problem = exc.errors()[0]
         message = str(problem["msg"]).removeprefix("Value error, ")
         if problem["loc"][0] == "scopes":
             fail(f"--scope: {message} (scopes: {', '.join(SCOPES)})", 2)
+        if problem["loc"][0] == "tenant":
+            fail(f"--tenant: {message}", 2)
         fail(f"NAME: {message}", 2)
     key = new_key()
     err.print(f"API key for {entry.name} (shown once: hand it over, keep it out of files "
               "and logs):")
     out.print(key, markup=False)
     err.print("add to the configuration, under api.keys:")
+    owner = f", tenant: {entry.tenant}" if entry.tenant else ""
     out.print(f'  - {{name: {entry.name}, hash: "{hash_key(key)}", '
-              f"scopes: [{', '.join(entry.scopes)}]}}", soft_wrap=True, markup=False)
+              f"scopes: [{', '.join(entry.scopes)}]{owner}}}", soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gateway._config_warnings import config_warnings
 from gateway.channels import discover_plugins
 from gateway.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config, resolve_config_path
 from gateway.errors import ConfigError, PluginError
@@ -29,7 +30,8 @@ def _config() -> None:
 @config_app.command(
     "check",
     help="Validate FILE: each channel's options against its plugin, every ${ENV} reference "
-    "and every template. Exit 0 with a one-line summary, or 1 with one line per problem.",
+    "and every template. Exit 0 with a one-line summary (after a line per warning, on "
+    "stderr), or 1 with one line per problem.",
 )
 def check(
     file: Annotated[
@@ -48,4 +50,6 @@ def check(
         for line in lines:
             typer.echo(line, err=True)
         raise typer.Exit(1) from None
+    for line in config_warnings(config):
+        typer.echo(line, err=True)
     typer.echo(f"{path}: ok — {config.summary()}")

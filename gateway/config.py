@@ -329,13 +329,16 @@ class ApiKey(Section):
     name: str = Field(description="who holds the key; shown in logs, never the key")
     hash: str = Field(description="sha256:<64 hex digits> of the key")
     scopes: list[Scope] = Field(default_factory=_all_scopes, min_length=1)
+    tenant: str | None = Field(
+        None, description="the tenant the key acts for: it sees only that tenant's tasks, "
+                          "which no other key sees; none: the tasks of no tenant")
 
-    @field_validator("name")
+    @field_validator("name", "tenant")
     @classmethod
-    def _name_shape(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(f"name {v!r} must be letters, digits, '.', '-' or '_' "
-                             "(at most 64, starting with a letter or digit)")
+    def _name_shape(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not _NAME_RE.fullmatch(v):
+            raise ValueError(f"{info.field_name} {v!r} must be letters, digits, '.', '-' or "
+                             "'_' (at most 64, starting with a letter or digit)")
         return v
 
     @field_validator("hash")
@@ -379,7 +382,9 @@ class HmacScheme(Section):
     """
 
     signature_header: str
-    id_header: str = Field(description="header with the delivery's unique id (dedupes retries)")
+    id_header: str = Field(description="header with the delivery's unique id; it names the "
+                           "task when signed ({id}) or with a signed timestamp, else the "
+                           "body's digest does")
     timestamp_header: str | None = Field(
         None, description="header with unix seconds; requests outside the window are refused")
     signed: str = Field("{body}", description="what is signed: {body}, {timestamp}, {id}")
@@ -425,11 +430,22 @@ class HookSource(Section):
     agent: str = "default"
     prompt: str = Field(min_length=1, description="template of the task's prompt")
     labels: dict[str, str] = Field(default_factory=dict, description="label -> template")
+    tenant: str | None = Field(
+        None, description="the tenant whose keys see this source's tasks; none: keys of no "
+                          "tenant do")
 
     @property
     def secrets(self) -> list[str]:
         items = self.secret if isinstance(self.secret, list) else [self.secret]
         return [s.get_secret_value() for s in items]
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_shape(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.fullmatch(v):
+            raise ValueError(f"tenant {v!r} must be letters, digits, '.', '-' or '_' (at "
+                             "most 64, starting with a letter or digit)")
+        return v
 
     @field_validator("secret")
     @classmethod

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Template, TemplateError
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway._task_keys import shown_task_id
 from gateway._templates import (
     DEFAULT_TEMPLATES,
     CompiledSet,
@@ -192,6 +193,7 @@ class Renderer:
         changed after the task was routed) falls back to the channel's or the default one.
         Raises :class:`~gateway.errors.RenderError` when a configured template fails.
         """
+        task = task.model_copy(update={"task_id": shown_task_id(task.task_id)})
         chosen = self._choose(subscription.template, channel.name)
         template_kind = channel.plugin.cls.template_kind
         if template_kind not in _TEMPLATE_KINDS:

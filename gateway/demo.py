@@ -67,7 +67,7 @@ def run_demo(out: Console, *, timeout: float = 60.0) -> int:
                             "from_addr": "demo-gateway@example.com"}, fast),
         "webhook": ("webhook", {"secret": DEMO_WEBHOOK_SECRET, "allow_private_targets": True},
                     fast),
-    }, secrets=[DEMO_WEBHOOK_SECRET])
+    }, secrets=[DEMO_WEBHOOK_SECRET], private_targets={"email", "webhook"})
     options = ServeOptions(port=free_port(), register_with=None)
     try:
         out.print("[bold]starting[/] restate-server (temporary data) ...")

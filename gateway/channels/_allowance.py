@@ -35,13 +35,13 @@ def open_channels(channels: Channels, configured: Collection[str] | None) -> fro
 def check_untrusted(channels: Channels, target: Target, configured: Collection[str] | None) -> str:
     """Like :meth:`Channels.check`, for a subscriber that does not come from the YAML file:
     the normalised target, or ``SubscriptionError`` saying what is not allowed."""
+    inst = channels.get(target.channel)  # an unknown channel is named as such first
     allowed = open_channels(channels, configured)
     if target.channel not in allowed:
         raise SubscriptionError(
             f"channel {target.channel!r} is not open to API callers, inbound hooks or the "
             f"Restate ingress; open: {', '.join(sorted(allowed)) or 'none'} (the YAML file's "
             "api.channels lists the open ones)")
-    inst = channels.get(target.channel)
     settable = inst.channel.subscriber_options
     refused = sorted(set(target.options) - settable)
     if refused:

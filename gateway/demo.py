@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from gateway._security_warnings import DEMO_WEBHOOK_SECRET
 from gateway.bootstrap import build_runtime
 from gateway.client import GatewayClient
 from gateway.engine import LocalEngine, free_port
@@ -28,8 +29,6 @@ from gateway.server import ServeOptions, serve_gateway
 
 __all__ = ["run_demo"]
 
-#: a demo-only signing key for the loopback webhook receiver (not a secret of anything)
-DEMO_WEBHOOK_SECRET = "whsec_ZGVtby1vbmx5LWtleS1mb3ItdGhlLWxvb3BiYWNrLXJlY2VpdmVy"
 DEMO_PROMPT = "Write a short poem about tasks that finish while nobody waits"
 
 

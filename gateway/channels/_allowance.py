@@ -6,13 +6,16 @@ Untrusted subscribers are everything but the YAML file's standing subscriptions:
 is not set, the channels of the built-in named plugins (email, slack, sms, webhook) - never the
 raw ``apprise`` channel, whose target chooses where and how it connects. They may set only the
 options a plugin lists in ``subscriber_options``, and the plugin may refuse more
-(``validate_untrusted``: an Apprise URL choosing its method, headers or body fields).
+(``validate_untrusted``: an Apprise URL choosing its method, headers or body fields). A target
+naming a loopback, private or link-local host is refused here, before anything is sent; the
+YAML file's own subscriptions meet the egress guard when they connect (a failed receipt).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
+from gateway.channels._egress import classify_host
 from gateway.channels._registry import Channels
 from gateway.errors import SubscriptionError
 from gateway.models import Target
@@ -50,8 +53,18 @@ def check_untrusted(channels: Channels, target: Target, configured: Collection[s
             f"channel {target.channel!r}: options {', '.join(refused)} can only be set in the "
             f"YAML file{may}")
     normalised = channels.check(target)
+    options = inst.effective_options(target.options)
     try:
-        inst.channel.validate_untrusted(normalised, inst.effective_options(target.options))
+        inst.channel.validate_untrusted(normalised, options)
+        hosts = [] if inst.allow_private_targets else inst.channel.target_hosts(normalised,
+                                                                                 options)
     except ValueError as exc:
         raise SubscriptionError(f"channel {target.channel!r}: target: {exc}") from None
+    for host in hosts:
+        why = classify_host(host)
+        if why is not None:
+            raise SubscriptionError(
+                f"channel {target.channel!r}: target: {host} is a {why} address; the channel "
+                "only connects to public addresses (the YAML file's "
+                f"channels.{target.channel}.allow_private_targets allows private ones)")
     return normalised

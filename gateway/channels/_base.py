@@ -99,7 +99,8 @@ class Channel(ABC, Generic[OptionsT]):
 
     def target_hosts(self, target: str, options: OptionsT) -> list[str]:
         """The hosts a delivery to ``target`` connects to, when the target names them (an IP
-        literal or ``localhost`` there is refused when subscribing, unless allowed)."""
+        literal or ``localhost`` there is refused when an untrusted caller subscribes, unless
+        the channel allows private targets)."""
         return []
 
     def redact_target(self, target: str) -> str:

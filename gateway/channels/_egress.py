@@ -193,7 +193,9 @@ def _guarded_getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0,
                 address = str(info[4][0])
                 why = classify_address(ipaddress.ip_address(address.split("%")[0]))
                 if why is not None:
-                    raise policy.refuse(f"{shown} resolves to {address}, a {why} address")
+                    raise policy.refuse(
+                        f"{shown} is a {why} address" if shown.strip("[]") == address
+                        else f"{shown} resolves to {address}, a {why} address")
     return infos
 
 

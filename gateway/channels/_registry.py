@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gateway.channels._base import Channel
-from gateway.channels._egress import GuardedSender, classify_host, egress_policy
+from gateway.channels._egress import GuardedSender, egress_policy
 from gateway.errors import PluginError, SubscriptionError
 from gateway.models import RetryPolicy, Target
 
@@ -188,18 +188,9 @@ class Channels:
         opts = inst.effective_options(target.options)
         with egress_policy(allow_private=inst.allow_private_targets, what=inst.name):
             try:
-                checked = inst.channel.validate_target(target.target, opts)
-                hosts = inst.channel.target_hosts(checked, opts)
+                return inst.channel.validate_target(target.target, opts)
             except ValueError as exc:
                 raise SubscriptionError(f"channel {target.channel!r}: target: {exc}") from None
-        for host in hosts if not inst.allow_private_targets else ():
-            why = classify_host(host)
-            if why is not None:
-                raise SubscriptionError(
-                    f"channel {target.channel!r}: target: {host} is a {why} address; the "
-                    "channel only connects to public addresses (the YAML file's "
-                    f"channels.{target.channel}.allow_private_targets allows private ones)")
-        return checked
 
     async def aclose(self) -> None:
         unique = {id(i.channel): i.channel for i in self._instances.values()}

@@ -12,12 +12,14 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway._api_auth import hash_key, new_key
@@ -166,6 +168,7 @@ def guarded_gateway(always_replay: bool, api_channels: list[str] | None = None
 
         api = ServiceThread(app, cleanup=cleanup).start()
         services.append(api)
+        wait_listening(api.url)
         yield Guarded(engine, service.url, api.url, counter, mailbox)
     finally:
         for running in reversed(services):
@@ -174,6 +177,45 @@ def guarded_gateway(always_replay: bool, api_channels: list[str] | None = None
         mailbox.stop()
         counter.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def api_for(guarded: Guarded, api_channels: list[str] | None) -> Iterator[str]:
+    """Another API in front of the same gateway, with ``api.channels`` set; yields its URL."""
+    base = Path(tempfile.mkdtemp(prefix="gateway-security-api-"))
+    try:
+        path = base / "gateway.yaml"
+        path.write_text(config_text(guarded.counter.port, guarded.mailbox.port, api_channels))
+        plugins = discover_plugins()
+        config = load_config(path, plugins=plugins, env=ENV)
+        runtime = runtime_for(config, plugins)
+        link = RestateLink(guarded.engine.ingress_url, guarded.engine.admin_url)
+        app, _ = create_api(ApiSettings.from_config(config), runtime, link)
+
+        async def cleanup() -> None:
+            await link.aclose()
+            await runtime.channels.aclose()
+
+        api = ServiceThread(app, cleanup=cleanup).start()
+        try:
+            wait_listening(api.url)
+            yield api.url
+        finally:
+            api.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def wait_listening(url: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _service_app(runtime: Any) -> Any:

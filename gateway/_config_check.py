@@ -25,7 +25,7 @@ from gateway._yaml_lines import (
     parse_yaml,
     resolve_env,
 )
-from gateway.channels import Channel, ChannelPlugin
+from gateway.channels import Channel, ChannelPlugin, egress_policy
 from gateway.config import (
     MIN_SECRET_LENGTH,
     AgentConfig,
@@ -344,8 +344,10 @@ def _check_destination(ctx: _Context, path: KeyPath, sub_path: KeyPath,
     except ValidationError as exc:
         report.add_validation((*path, "options"), exc, plugin.cls.Options, merged)
         return
+    allow_private = configured is not None and configured.allow_private_targets
     try:
-        ctx.instance(plugin).validate_target(target.target, options)
+        with egress_policy(allow_private=allow_private, what=dest.channel):
+            ctx.instance(plugin).validate_target(target.target, options)
     except ValueError as exc:
         where = (*path, "target") if dest.target else (*sub_path, "targets", dest.channel)
         report.add(where, str(exc))

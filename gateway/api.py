@@ -70,6 +70,7 @@ from gateway._inbound import (
     task_request,
     verify,
 )
+from gateway.channels import check_untrusted
 from gateway.config import GatewayConfig, HookSource
 from gateway.config import Scope as KeyScope
 from gateway.errors import UserInputError
@@ -100,7 +101,7 @@ class ApiSettings:
     keys: KeyRing
     hooks: Mapping[str, HookSource]
     max_body_bytes: int = 1_048_576
-    #: channels callers may subscribe on (None: every channel)
+    #: channels callers may subscribe on (None: those of the built-in named plugins)
     channels: frozenset[str] | None = None
     public_url: str | None = None
 
@@ -137,12 +138,8 @@ class FrontDoor:
 
     def subscription(self, rt: Runtime, task_id: str, spec: SubscriberIn,
                      field: str) -> Subscription:
-        """The subscriber validated against its channel now (422 naming ``field`` if not)."""
-        allowed = self.settings.channels
-        for t in (spec, *spec.fallback):
-            if allowed is not None and t.channel not in allowed:
-                raise ApiError.invalid(field, f"channel {t.channel!r} is not open to API "
-                                              f"callers; open: {', '.join(sorted(allowed))}")
+        """The subscriber validated against its channel now (422 naming ``field`` if not), as
+        one that does not come from the YAML file (see gateway.channels.check_untrusted)."""
         if spec.template is not None and spec.template not in rt.renderer.template_names:
             raise ApiError.invalid(field, f"unknown template {spec.template!r}")
         try:
@@ -151,8 +148,9 @@ class FrontDoor:
                 template=spec.template,
                 fallback=[Target(channel=t.channel, target=t.target) for t in spec.fallback],
             ).with_id(task_id)
-            target = rt.channels.check(sub)
-            fallback = [t.model_copy(update={"target": rt.channels.check(t)})
+            allowed = self.settings.channels
+            target = check_untrusted(rt.channels, sub, allowed)
+            fallback = [t.model_copy(update={"target": check_untrusted(rt.channels, t, allowed)})
                         for t in sub.fallback]
         except (UserInputError, ValueError) as exc:
             raise ApiError.invalid(field, rt.redact(str(exc).splitlines()[0])) from None

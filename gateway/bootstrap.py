@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +31,17 @@ def build_runtime(
     agents: list[AgentSpec] | None = None,
     secrets: list[str] | None = None,
     public_url: str | None = None,
+    private_targets: Collection[str] = (),
 ) -> Runtime:
     """A runtime without a configuration file: plugins (discovered unless given), channel
-    instances, agents (an offline ``default`` one at least)."""
+    instances, agents (an offline ``default`` one at least); ``private_targets``: channels
+    the egress guard lets reach private addresses."""
     found = discover_plugins() if plugins is None else plugins
     specs = {spec.name: spec for spec in (agents or [])}
     specs.setdefault("default", AgentSpec("default"))
     return Runtime(
-        channels=Channels.from_plugins(found, channel_overrides or {}),
+        channels=Channels.from_plugins(found, channel_overrides or {},
+                                       private_targets=private_targets),
         agents={name: build_agent(spec) for name, spec in specs.items()},
         redact=redactor(secrets or []),
         public_url=public_url,
@@ -54,12 +57,15 @@ def runtime_for(config: GatewayConfig, plugins: Mapping[str, ChannelPlugin], *,
     configured = {**config.channel_instances(), **(channel_overrides or {})}
     specs = [_agent_spec(name, a) for name, a in config.agents.items()]
     return Runtime(
-        channels=Channels.from_plugins(plugins, configured, shared=shared),
+        channels=Channels.from_plugins(
+            plugins, configured, shared=shared,
+            private_targets={n for n, c in config.channels.items() if c.allow_private_targets}),
         agents={spec.name: build_agent(spec) for spec in specs},
         renderer=Renderer.from_config(config),
         redact=redactor(config.secret_values()),
         route=config.route,
         public_url=public_url,
+        open_channels=None if config.api.channels is None else frozenset(config.api.channels),
     )
 
 

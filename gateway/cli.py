@@ -22,6 +22,7 @@ from gateway.errors import ConfigError, GatewayError, UserInputError
 from gateway.models import Subscription, TaskRequest, TaskState, TaskStatus
 
 if TYPE_CHECKING:
+    from gateway.runtime import Runtime
     from gateway.server import ApiServeOptions
 
 __all__ = ["app", "main"]
@@ -96,6 +97,14 @@ def _client(ingress_url: str, api_url: str | None,
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _warn_demo_settings(runtime: Runtime) -> None:
+    """One warning line per demo-only setting (private targets allowed, the demo secret)."""
+    from gateway._security_warnings import security_warnings
+
+    for line in security_warnings(runtime):
+        err.print(f"[bold yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
 def _parse_labels(values: list[str]) -> dict[str, str]:
@@ -316,6 +325,7 @@ def up(
 
     setup_observability()
     runtime, reload = runtime_from_config(config)
+    _warn_demo_settings(runtime)
     engine: LocalEngine | None = None
     if restate_admin_url:
         admin, ingress, ui = restate_admin_url, restate_ingress_url or DEFAULT_INGRESS, None

@@ -206,6 +206,9 @@ class ChannelConfig(Section):
     fallback: list[str] = Field(default_factory=list, max_length=8,
                                 description="channels to try, in order, when this one fails")
     template: str | None = Field(None, description="template set for this channel")
+    allow_private_targets: bool = Field(
+        False, description="let the egress guard connect this channel to private, loopback "
+        "and link-local addresses (an intranet, a local test server); only this file can")
 
 
 def _label_text(value: object) -> object:
@@ -360,7 +363,8 @@ class ApiConfig(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576,
                                 description="larger request bodies get 413")
     channels: list[str] | None = Field(
-        None, description="channels API callers may subscribe on (default: every channel)")
+        None, description="channels API callers, inbound hooks and the Restate ingress may "
+        "subscribe on (default: the channels of the email, slack, sms and webhook plugins)")
     public_url: str | None = Field(
         None, description="base URL of the API as callers see it, for status_url")
 

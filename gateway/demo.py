@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from gateway._security_warnings import DEMO_WEBHOOK_SECRET
 from gateway.bootstrap import build_runtime
 from gateway.client import GatewayClient
 from gateway.engine import LocalEngine, free_port
@@ -28,8 +29,6 @@ from gateway.server import ServeOptions, serve_gateway
 
 __all__ = ["run_demo"]
 
-#: a demo-only signing key for the loopback webhook receiver (not a secret of anything)
-DEMO_WEBHOOK_SECRET = "whsec_ZGVtby1vbmx5LWtleS1mb3ItdGhlLWxvb3BiYWNrLXJlY2VpdmVy"
 DEMO_PROMPT = "Write a short poem about tasks that finish while nobody waits"
 
 
@@ -67,7 +66,7 @@ def run_demo(out: Console, *, timeout: float = 60.0) -> int:
                             "from_addr": "demo-gateway@example.com"}, fast),
         "webhook": ("webhook", {"secret": DEMO_WEBHOOK_SECRET, "allow_private_targets": True},
                     fast),
-    }, secrets=[DEMO_WEBHOOK_SECRET])
+    }, secrets=[DEMO_WEBHOOK_SECRET], private_targets={"email", "webhook"})
     options = ServeOptions(port=free_port(), register_with=None)
     try:
         out.print("[bold]starting[/] restate-server (temporary data) ...")

@@ -41,6 +41,9 @@ class Runtime:
     route: Callable[[Task], list[Subscription]] = field(default=lambda task: [])
     #: base URL of the gateway's API, for links in messages (None: no links)
     public_url: str | None = None
+    #: channels subscribers that do not come from the YAML file may use (``api.channels``;
+    #: None: the channels of the built-in named plugins, see gateway.channels.open_channels)
+    open_channels: frozenset[str] | None = None
 
     async def aclose(self) -> None:
         """Close the channels' and the models' connection pools."""

@@ -37,6 +37,7 @@ from restate.asyncio import wait_completed
 from restate.serde import BytesSerde
 
 from gateway import _metrics, _trace
+from gateway._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
 from gateway.channels import format_validation_error
 from gateway.errors import (
     PermanentDeliveryError,
@@ -103,15 +104,21 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
-def checked_subscription(rt: Runtime, task_id: str, raw: object) -> Subscription:
-    """Parse and validate a subscriber against this gateway's channels; TerminalError(400)."""
+def checked_subscription(rt: Runtime, task_id: str, raw: object, *,
+                         untrusted: bool = False) -> Subscription:
+    """Parse and validate a subscriber against this gateway's channels; TerminalError(400),
+    or 403 for what an ``untrusted`` subscriber (not from the YAML file) may not use."""
     try:
         sub = Subscription.parse(raw).with_id(task_id)
         target = rt.channels.check(sub)
         fallback = [t.model_copy(update={"target": rt.channels.check(t)}) for t in sub.fallback]
     except (ValidationError, UserInputError, ValueError) as exc:
         raise TerminalError(f"invalid subscriber: {_describe(exc)}", 400) from None
-    return sub.model_copy(update={"target": target, "fallback": fallback})
+    sub = sub.model_copy(update={"target": target, "fallback": fallback})
+    problem = untrusted_problem(rt, sub) if untrusted else None
+    if problem is not None:
+        raise TerminalError(f"subscriber refused: {problem}", 403)
+    return sub
 
 
 def _encode(model: BaseModel) -> bytes:
@@ -132,7 +139,8 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     try:
         request = TaskRequest.parse(_json_body(body, "run", expected))
         runner = rt.agent(request.agent)
-        subs = [checked_subscription(rt, task_id, s) for s in request.subscriptions]
+        subs = [checked_subscription(rt, task_id, s, untrusted=True)
+                for s in request.subscriptions]
     except (ValidationError, UserInputError, ValueError) as exc:
         problem = _describe(exc)
     except TerminalError as exc:
@@ -179,6 +187,9 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     for raw in routed:
         sub = Subscription.model_validate(raw)
         chosen.setdefault(sub.id, sub)
+    if routed:  # what on_notify accepts although the body did not come from the YAML file
+        ctx.set(STANDING_STATE, [standing_fingerprint(Subscription.model_validate(raw))
+                                 for raw in routed])
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
     ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
     send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)
@@ -291,7 +302,8 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     """Validate a subscriber now (4xx on bad input) and start its ``on_notify``."""
     rt = current_runtime()
     sub = checked_subscription(
-        rt, ctx.key(), _json_body(body, "subscribe", '"me@example.com" or "CHANNEL:TARGET"')
+        rt, ctx.key(), _json_body(body, "subscribe", '"me@example.com" or "CHANNEL:TARGET"'),
+        untrusted=True,
     )
     # in the task's trace, linked to this request's (journaled only when it brought one)
     traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
@@ -378,6 +390,7 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
         return {"subscription_id": str(raw["cancelled"]),
                 "state": DeliveryState.CANCELLED.value}
     sub = checked_subscription(rt, ctx.key(), raw)
+    await _refuse_untrusted(ctx, rt, sub)
     assert sub.id is not None
     bind_delivery(sub.id, sub.channel)
     span = _trace.start_notify(ctx, sub.id, sub.channel)
@@ -393,6 +406,19 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
         _settle(ctx, receipt)
     _trace.finish_notify(span, receipt)
     return receipt
+
+
+async def _refuse_untrusted(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) -> None:
+    """TerminalError(403) for a subscriber an untrusted caller may not use, unless it is one
+    of the YAML file's standing subscriptions that ``run`` routed for this task."""
+    problem = untrusted_problem(rt, sub)
+    if problem is None:
+        return
+    if sub.from_task:
+        standing = await ctx.get(STANDING_STATE, type_hint=list[str]) or []
+        if standing_fingerprint(sub) in standing:
+            return
+    raise TerminalError(f"subscriber refused: {problem}", 403)
 
 
 def _settle(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> None:
@@ -505,7 +531,7 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                         target.channel, last_error)
             continue
         policy = inst.retry
-        attempt = _Attempt(rt, inst.channel, message, options, policy.attempt_timeout,
+        attempt = _Attempt(rt, inst.sender, message, options, policy.attempt_timeout,
                            target.channel, mid, span, result_at)
         run_options: RunOptions[AttemptOutcome] = RunOptions(
             type_hint=AttemptOutcome, max_attempts=policy.max_attempts,

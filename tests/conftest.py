@@ -107,22 +107,27 @@ agents:
 channels:
   email:
     plugin: email
+    allow_private_targets: true   # the test mailbox listens on loopback
     options: {host: 127.0.0.1, port: MAILBOX_PORT, tls: none, from_addr: gateway@example.com}
     retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
   webhook:
     plugin: webhook
-    options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
+    allow_private_targets: true   # the test receivers listen on loopback
+    options: {secret: "${TEST_WEBHOOK_SECRET}"}
     retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
   metered-webhook:             # used by one test only: its metrics are not shared
     plugin: webhook
-    options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
+    allow_private_targets: true   # the test receivers listen on loopback
+    options: {secret: "${TEST_WEBHOOK_SECRET}"}
     retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 10}
   metered-email:
     plugin: email
+    allow_private_targets: true   # the test mailbox listens on loopback
     options: {host: 127.0.0.1, port: MAILBOX_PORT, tls: none, from_addr: gateway@example.com}
   patient-webhook:
     plugin: webhook
-    options: {secret: "${TEST_WEBHOOK_SECRET}", allow_private_targets: true}
+    allow_private_targets: true   # the test receivers listen on loopback
+    options: {secret: "${TEST_WEBHOOK_SECRET}"}
     retry: {max_attempts: 40, initial_interval: 0.5, max_interval: 3, attempt_timeout: 10}
 subscriptions:
   - name: ml-team

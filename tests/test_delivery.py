@@ -123,9 +123,13 @@ def test_a_third_party_plugin_delivers_without_gateway_changes(
                              text=True, env={**os.environ, **env, "COLUMNS": "200"}, timeout=60)
     assert "echo" in listing.stdout and "gateway-channel-echo" in listing.stdout
 
+    # a third-party channel is open to callers (here: the Restate ingress) once the YAML
+    # file's api.channels names it
+    config = tmp_path / "gateway.yaml"
+    config.write_text(config_file.read_text() + "api:\n  channels: [email, webhook, echo]\n")
     engine = new_engine(tmp_path / "restate")
     engine.start()
-    proc = GatewayProcess(config_file, engine.admin_url, env)
+    proc = GatewayProcess(config, engine.admin_url, env)
     try:
         proc.start()
         out = tmp_path / "echo.jsonl"

@@ -1,6 +1,17 @@
-"""Channels: the plugin contract and the entry-point registry."""
+"""Channels: the plugin contract, the entry-point registry, the egress guard and what
+untrusted subscribers may use."""
 
+from gateway.channels._allowance import BUILTIN_OPEN_PLUGINS, check_untrusted, open_channels
 from gateway.channels._base import Channel, Message, MessageKind, NoOptions, SendReceipt
+from gateway.channels._egress import (
+    EgressPolicy,
+    EgressRefused,
+    GuardedSender,
+    classify_address,
+    classify_host,
+    current_policy,
+    egress_policy,
+)
 from gateway.channels._registry import (
     ENTRY_POINT_GROUP,
     ChannelInstance,
@@ -11,15 +22,25 @@ from gateway.channels._registry import (
 )
 
 __all__ = [
+    "BUILTIN_OPEN_PLUGINS",
     "ENTRY_POINT_GROUP",
     "Channel",
     "ChannelInstance",
     "ChannelPlugin",
     "Channels",
+    "EgressPolicy",
+    "EgressRefused",
+    "GuardedSender",
     "Message",
     "MessageKind",
     "NoOptions",
     "SendReceipt",
+    "check_untrusted",
+    "classify_address",
+    "classify_host",
+    "current_policy",
     "discover_plugins",
+    "egress_policy",
     "format_validation_error",
+    "open_channels",
 ]

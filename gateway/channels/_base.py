@@ -11,6 +11,9 @@ A channel plugin is a class, named by an entry point in the group
   :class:`~gateway.errors.TransientDeliveryError` for what may succeed later;
 * ``validate_target`` / ``redact_target`` - check a target when a subscription is made and
   show it without secrets in receipts and logs;
+* ``subscriber_options``, ``validate_untrusted`` and ``target_hosts`` - what a subscriber that
+  does not come from the YAML file may set, what it may not ask for, and the hosts a target
+  connects to (checked against the egress guard when subscribing);
 * ``aclose()`` - release shared clients at shutdown.
 
 One instance of a plugin class serves every delivery of the process, so it keeps shared
@@ -85,6 +88,20 @@ class Channel(ABC, Generic[OptionsT]):
     def validate_target(self, target: str, options: OptionsT) -> str:
         """Return the target, normalised, or raise ``ValueError`` saying what is wrong."""
         return target
+
+    #: options a subscriber that does not come from the YAML file may set (API callers,
+    #: inbound hooks, the Restate ingress); every other option is the operator's
+    subscriber_options: ClassVar[frozenset[str]] = frozenset()
+
+    def validate_untrusted(self, target: str, options: OptionsT) -> None:
+        """Raise ``ValueError`` if an untrusted subscriber may not ask for ``target`` (e.g. a
+        URL that chooses the HTTP method or headers). Called after ``validate_target``."""
+
+    def target_hosts(self, target: str, options: OptionsT) -> list[str]:
+        """The hosts a delivery to ``target`` connects to, when the target names them (an IP
+        literal or ``localhost`` there is refused when an untrusted caller subscribes, unless
+        the channel allows private targets)."""
+        return []
 
     def redact_target(self, target: str) -> str:
         """The target as shown in receipts, logs and traces (no secrets, tokens or passwords)."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata as md
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from gateway.channels._base import Channel
+from gateway.channels._egress import GuardedSender, egress_policy
 from gateway.errors import PluginError, SubscriptionError
 from gateway.models import RetryPolicy, Target
 
@@ -94,6 +95,8 @@ class ChannelInstance:
     channel: Channel[Any]
     options: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: may connect to private, loopback and link-local addresses (the YAML file only)
+    allow_private_targets: bool = False
     _validated: dict[str, BaseModel] = field(default_factory=dict, repr=False)
 
     def effective_options(self, overrides: Mapping[str, Any]) -> BaseModel:
@@ -112,6 +115,12 @@ class ChannelInstance:
             self._validated[key] = opts
         return opts
 
+    @property
+    def sender(self) -> GuardedSender:
+        """The plugin's ``send`` under this channel's egress policy."""
+        return GuardedSender(self.channel, name=self.name,
+                             allow_private=self.allow_private_targets)
+
 
 class Channels:
     """The channel instances a process delivers through, by name."""
@@ -128,9 +137,12 @@ class Channels:
         configured: Mapping[str, tuple[str, Mapping[str, Any], RetryPolicy | None]] | None = None,
         *,
         shared: Channels | None = None,
+        private_targets: Collection[str] = (),
     ) -> Channels:
         """Every plugin under its own name with default options, plus configured instances
         (``name -> (plugin name, options, retry policy)``), which win on a name clash.
+        ``private_targets``: the channels the egress guard lets reach private addresses (a
+        configured ``allow_private_targets: true`` option counts too).
         One object per plugin serves all its instances; ``shared`` lends its objects (and so
         their pooled clients) to the new set, as a configuration reload does."""
         shared_objects: dict[str, Channel[Any]] = (
@@ -148,7 +160,9 @@ class Channels:
             channel = shared_objects.get(plugin_name)
             if channel is None:
                 channel = shared_objects[plugin_name] = plugin.cls()
-            return ChannelInstance(name, plugin, channel, dict(options), retry or plugin.cls.retry)
+            private = name in private_targets or options.get("allow_private_targets") is True
+            return ChannelInstance(name, plugin, channel, dict(options), retry or plugin.cls.retry,
+                                   allow_private_targets=private)
 
         instances = {name: instance(name, name, {}, None) for name in plugins}
         for name, (plugin_name, options, retry) in (configured or {}).items():
@@ -172,10 +186,11 @@ class Channels:
         Returns the normalised target."""
         inst = self.get(target.channel)
         opts = inst.effective_options(target.options)
-        try:
-            return inst.channel.validate_target(target.target, opts)
-        except ValueError as exc:
-            raise SubscriptionError(f"channel {target.channel!r}: target: {exc}") from None
+        with egress_policy(allow_private=inst.allow_private_targets, what=inst.name):
+            try:
+                return inst.channel.validate_target(target.target, opts)
+            except ValueError as exc:
+                raise SubscriptionError(f"channel {target.channel!r}: target: {exc}") from None
 
     async def aclose(self) -> None:
         unique = {id(i.channel): i.channel for i in self._instances.values()}

@@ -14,11 +14,17 @@ or a raised :class:`~gateway.errors.DeliveryError`:
 Apprise does not expose response headers, so ``retry_after`` is never set for these channels.
 Error messages are built from Apprise's own warnings with every secret of the URL scrubbed, and
 targets are shown as Apprise's privacy URL.
+
+Apprise runs in worker threads with the caller's context, so the egress guard of the delivery
+applies to its connections. A subscriber that does not come from the YAML file may not choose
+the HTTP method (``?method=``), headers (``+Name=``), query parameters (``-name=``) or body
+fields (``:field=``) of a URL: only the operator may.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +34,7 @@ from urllib.parse import unquote
 
 import apprise
 from apprise import AppriseAsset, AppriseResultStatus, NotifyFormat, PersistentStoreMode
+from apprise.utils.parse import parse_qsd
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.channels import Channel, Message, SendReceipt
@@ -38,6 +45,7 @@ __all__ = [
     "AppriseOptions",
     "AppriseOutcome",
     "AppriseRunner",
+    "caller_overrides",
     "classify",
     "parse_apprise_url",
     "privacy_url",
@@ -76,6 +84,17 @@ def parse_apprise_url(url: str, *, what: str = "Apprise URL") -> apprise.NotifyB
             "(unknown scheme or malformed; see https://appriseit.com/services/)"
         )
     return service
+
+
+def caller_overrides(url: str) -> list[str]:
+    """The parts of an Apprise URL's query that choose the HTTP method, headers, query
+    parameters or body fields (``method=``, ``+Header=``, ``-param=``, ``:field=``)."""
+    query = url.partition("?")[2].partition("#")[0]
+    parsed = parse_qsd(query)  # type: ignore[no-untyped-call] # apprise: untyped
+    found = [f"method={parsed['qsd']['method']}"] if "method" in parsed["qsd"] else []
+    for prefix in ("+", "-", ":"):
+        found.extend(f"{prefix}{key}" for key in parsed[f"qsd{prefix}"])
+    return found
 
 
 def _scheme_only(url: str) -> str:
@@ -210,10 +229,13 @@ class AppriseRunner:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="apprise")
         loop = asyncio.get_running_loop()
+        # the caller's context (its egress policy) goes with the call into the worker thread
+        context = contextvars.copy_context()
         outcome = await loop.run_in_executor(
             self._executor,
-            lambda: _notify_blocking(url, title=title, body=body, body_format=body_format,
-                                     timeout=time_limit, secrets=secrets),
+            lambda: context.run(
+                _notify_blocking, url, title=title, body=body, body_format=body_format,
+                timeout=time_limit, secrets=secrets),
         )
         return classify(outcome, what=what, timeout=time_limit)
 
@@ -244,6 +266,7 @@ class AppriseChannel(Channel[AppriseOptions]):
     name: ClassVar[str] = "apprise"
     Options: ClassVar[type[BaseModel]] = AppriseOptions
     template_kind: ClassVar[str] = "text"
+    subscriber_options: ClassVar[frozenset[str]] = frozenset({"timeout", "body_format"})
 
     def __init__(self) -> None:
         self._runner = AppriseRunner()
@@ -251,6 +274,18 @@ class AppriseChannel(Channel[AppriseOptions]):
     def validate_target(self, target: str, options: AppriseOptions) -> str:
         parse_apprise_url(target.strip())
         return target.strip()
+
+    def validate_untrusted(self, target: str, options: AppriseOptions) -> None:
+        overrides = caller_overrides(target)
+        if overrides:
+            raise ValueError(
+                f"{privacy_url(target)} sets {', '.join(overrides)}: the HTTP method, headers, "
+                "query parameters and body fields of an Apprise URL are the operator's to choose "
+                "(in the YAML file)")
+
+    def target_hosts(self, target: str, options: AppriseOptions) -> list[str]:
+        host = getattr(parse_apprise_url(target), "host", None)
+        return [host] if isinstance(host, str) and host else []
 
     def redact_target(self, target: str) -> str:
         return privacy_url(target)

@@ -164,6 +164,7 @@ class SlackChannel(Channel[SlackOptions]):
     name: ClassVar[str] = "slack"
     Options: ClassVar[type[BaseModel]] = SlackOptions
     template_kind: ClassVar[str] = "slack"
+    subscriber_options: ClassVar[frozenset[str]] = frozenset({"username"})
 
     def __init__(self) -> None:
         self._runner = AppriseRunner()

@@ -12,9 +12,11 @@ default: the ``WEBHOOK_SECRET`` environment variable, several separated by space
 Unsigned webhooks are refused unless ``allow_unsigned: true`` says so explicitly.
 
 Outgoing webhooks refuse targets in private, loopback, link-local, shared, reserved,
-unspecified and multicast ranges unless ``allow_private_targets: true``: IP literals when the
-subscription is made, resolved addresses at send time; the request then goes to the checked
-address (TLS still verifies the host name), so DNS cannot swap in another one in between.
+unspecified and multicast ranges (the egress guard's classification) unless the channel allows
+private targets in the YAML file (``allow_private_targets: true``, as a channel setting or this
+option): IP literals when the subscription is made, resolved addresses at send time; the
+request then goes to the checked address (TLS still verifies the host name), so DNS cannot swap
+in another one in between. The egress guard checks the connection again.
 
 Responses: 2xx delivered; 408, 425, 429 and 5xx transient (``Retry-After`` in seconds or as an
 HTTP date becomes ``retry_after``); 3xx (never followed) and other 4xx permanent; time-outs,
@@ -42,7 +44,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.channels import Channel, Message, SendReceipt
+from gateway.channels import Channel, Message, SendReceipt, classify_address, current_policy
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
@@ -187,21 +189,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``ip`` is not a public address (e.g. ``"loopback"``), or None if it is."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for what, flag in (
-        ("unspecified", ip.is_unspecified),
-        ("loopback", ip.is_loopback),
-        ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast),
-        ("private", ip.is_private),
-        ("reserved", ip.is_reserved),
-    ):
-        if flag:
-            return what
-    if not ip.is_global:
-        return "non-public"
-    return None
+    return classify_address(ip)
+
+
+def _private_allowed(options: WebhookOptions) -> bool:
+    """The YAML file allowed private targets: this option, or the channel's setting (the
+    egress policy of the delivery or subscription being checked)."""
+    policy = current_policy()
+    return options.allow_private_targets or (policy is not None and policy.allow_private)
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -217,6 +212,9 @@ class WebhookChannel(Channel[WebhookOptions]):
     name: ClassVar[str] = "webhook"
     Options: ClassVar[type[BaseModel]] = WebhookOptions
     template_kind: ClassVar[str] = "webhook"
+    #: a subscriber may sign with its own secret; headers and the address policy are the
+    #: operator's
+    subscriber_options: ClassVar[frozenset[str]] = frozenset({"secret", "timeout"})
 
     def __init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
@@ -242,7 +240,7 @@ class WebhookChannel(Channel[WebhookOptions]):
             raise ValueError(f"{url!r} has no host")
         if any(ch.isspace() for ch in url):
             raise ValueError(f"{self.redact_target(url)!r} contains white space")
-        if not options.allow_private_targets:
+        if not _private_allowed(options):
             ip = _ip_literal(host)
             why = check_address(ip) if ip is not None else (
                 "loopback" if host.lower().rstrip(".") in ("localhost", "localhost.localdomain")
@@ -251,7 +249,8 @@ class WebhookChannel(Channel[WebhookOptions]):
             if why is not None:
                 raise ValueError(
                     f"{self.redact_target(url)!r} is a {why} address; outgoing webhooks only go "
-                    "to public addresses unless options.allow_private_targets is true"
+                    "to public addresses unless the YAML file sets allow_private_targets for "
+                    "the channel"
                 )
         if not options.secret and not options.allow_unsigned:
             raise ValueError(
@@ -259,6 +258,9 @@ class WebhookChannel(Channel[WebhookOptions]):
                 "or options.allow_unsigned: true to send unsigned webhooks"
             )
         return url
+
+    def target_hosts(self, target: str, options: WebhookOptions) -> list[str]:
+        return [urlsplit(target.strip()).hostname or ""]
 
     def redact_target(self, target: str) -> str:
         parts = urlsplit(target.strip())
@@ -320,7 +322,7 @@ class WebhookChannel(Channel[WebhookOptions]):
             if why is not None:
                 raise PermanentDeliveryError(
                     f"{what}: {host} resolves to {address}, a {why} address; refused "
-                    "(options.allow_private_targets allows it)"
+                    "(the channel's allow_private_targets in the YAML file allows it)"
                 )
         if not addresses:
             raise TransientDeliveryError(f"{what}: {host} resolves to no address")
@@ -347,7 +349,7 @@ class WebhookChannel(Channel[WebhookOptions]):
         url = httpx.URL(target)
         headers["host"] = url.netloc.decode("ascii")
         extensions: dict[str, Any] = {}
-        if not options.allow_private_targets:
+        if not _private_allowed(options):
             url, extensions = await self._pinned_url(url, what)
         timeout = httpx.Timeout(options.timeout, pool=max(60.0, options.timeout))
         try:

@@ -299,7 +299,7 @@ STRICT = WebhookOptions(secret=NEW)
         ("http://[fe80::1]/hook", "link-local"),
         ("http://[fd00::1]/hook", "private"),
         ("http://[::ffff:127.0.0.1]/hook", "loopback"),
-        ("http://100.64.0.1/hook", "non-public"),
+        ("http://100.64.0.1/hook", "shared"),
     ],
 )
 def test_target_validation(target: str, says: str | None) -> None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gateway._status_text import delivery_state_text, repeat_note, task_state_text
 from gateway.cli_config import config_app
 from gateway.client import ApiClient, GatewayClient
 from gateway.errors import ConfigError, GatewayError, UserInputError
@@ -118,7 +119,8 @@ def submit(
         if submitted.new:
             out.print(f"task {task_id} started")
         else:
-            out.print(f"task {task_id} was submitted before: it runs once, not started again")
+            out.print(f"task {task_id} was submitted before: it runs once, not started again"
+                      + repeat_note(submitted.added, len(subs)))
         if wait:
             status = client.wait(task_id, timeout)
             _print_status(status)
@@ -164,16 +166,16 @@ def _print_status(s: TaskStatus) -> None:
     if s.state is TaskState.UNKNOWN:
         err.print(f"no task {s.task_id!r} (never submitted, or past its retention)")
         return
-    out.print(f"[bold]task[/] {s.task_id}  [bold]state[/] {s.state.value}  "
-              f"[bold]agent[/] {s.agent}")
+    agent = f"  [bold]agent[/] {s.agent}" if s.agent else ""
+    out.print(f"[bold]task[/] {s.task_id}  [bold]state[/] {escape(task_state_text(s))}{agent}")
     if s.output:
         out.print(f"[bold]result[/] {escape(s.output)}")
     if s.error:
         out.print(f"[bold]error[/] {escape(s.error)}")
     table = Table("subscription", "channel", "target", "state", "attempts", "via", "last error")
     for d in s.deliveries:
-        table.add_row(d.subscription_id, d.channel, d.target, d.state.value, str(d.attempts),
-                      d.channel_used or "", d.last_error or "")
+        table.add_row(d.subscription_id, d.channel, d.target, escape(delivery_state_text(d)),
+                      str(d.attempts), d.channel_used or "", escape(d.last_error or ""))
     if s.deliveries:
         out.print(table)
     else:
@@ -185,7 +187,8 @@ def _exit_for(s: TaskStatus, timeout: float) -> None:
         d.state.final for d in s.deliveries
     ):
         fail(f"not finished within {timeout:g}s (state {s.state.value})")
-    if s.state is TaskState.FAILED or any(d.state.value == "failed" for d in s.deliveries):
+    if s.state is TaskState.FAILED or any(d.state.value in ("failed", "rejected")
+                                          for d in s.deliveries):
         raise typer.Exit(1)
 
 

@@ -435,9 +435,9 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
         ctx.object_send(record_receipt, key=ctx.key(), arg=rejected)
         raise
     assert sub.id is not None
-    if ctx.request().idempotency_key != sub.id:
-        # not sent by the gateway (the ingress, without a key): started again under its
-        # subscription id as the idempotency key, so the same subscriber is told once
+    if _INGRESS_PATH in ctx.request().headers:
+        # sent straight to the ingress (the gateway's own sends are keyed by the subscription
+        # id already): started again under that key, so the same subscriber is told once
         traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
         ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
                           headers={_trace.TRACEPARENT: traceparent} if traceparent else None)
@@ -457,6 +457,10 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
         _settle(ctx, receipt)
     _trace.finish_notify(span, receipt)
     return receipt
+
+
+#: set by the Restate server on an invocation that came through its ingress
+_INGRESS_PATH = "x-restate-ingress-path"
 
 
 def _settle(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> None:

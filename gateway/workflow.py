@@ -179,9 +179,11 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     if runner.spec.deadline:
         ctx.set("deadline_at", submitted_at + runner.spec.deadline)
     chosen = {sub.id: sub for sub in subs}
+    named = {(sub.channel, sub.target) for sub in subs}  # named at submit: that one is kept
     for raw in routed:
         sub = Subscription.model_validate(raw)
-        chosen.setdefault(sub.id, sub)
+        if (sub.channel, sub.target) not in named:
+            chosen.setdefault(sub.id, sub)
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
     ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
     send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)

@@ -51,10 +51,12 @@ def rejected_receipt(task_id: str, raw: object, reason: str, at: float,
     is derived from what was sent, so the same bad subscriber twice is one receipt."""
     channel, target = _channel_and_target(raw)
     masked = mask_target(target)
-    said = redact(reason)
-    for text in {target, target.strip(), json.dumps(raw, default=str)}:
-        if len(text) > 1:
+    said = reason
+    for text in sorted({target, target.strip(), json.dumps(raw, default=str)}, key=len,
+                       reverse=True):
+        if len(text) > 3:
             said = said.replace(text, masked)
+    said = redact(said)
     if len(said) > _REASON_MAX:
         said = said[:_REASON_MAX - 3] + "..."
     what = json.dumps([task_id, raw], sort_keys=True, default=str)

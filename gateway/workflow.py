@@ -422,7 +422,11 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     """Tell one subscriber the task's outcome: ``"me@example.com"``, ``"CHANNEL:TARGET"`` or
     ``{"channel": ..., "target": ..., "options": {...}, "fallback": [...]}``."""
     rt = current_runtime()
-    raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+    try:
+        raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+    except TerminalError as exc:
+        await _reject(ctx, rt, (body or b"").decode(errors="replace")[:2048], exc.message)
+        raise
     if isinstance(raw, dict) and list(raw) == ["cancelled"]:
         # a task's own subscriber cancelled before the task finished: this invocation holds
         # its idempotency key, so the task's own start of it finds this one and sends nothing
@@ -431,10 +435,7 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     try:
         sub = checked_subscription(rt, ctx.key(), raw)
     except TerminalError as exc:
-        # sent straight to the ingress, the sender has had its 202: the task's status says so
-        rejected = rejected_receipt(ctx.key(), raw, exc.message, await ctx.time(), rt.redact,
-                                    ctx.request().id)
-        ctx.object_send(record_receipt, key=ctx.key(), arg=rejected)
+        await _reject(ctx, rt, raw, exc.message)
         raise
     assert sub.id is not None
     if _INGRESS_PATH in ctx.request().headers:
@@ -459,6 +460,14 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
         _settle(ctx, receipt)
     _trace.finish_notify(span, receipt)
     return receipt
+
+
+async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: str) -> None:
+    """Record a refused subscriber where ``status`` reads receipts: sent with ``/send``, its
+    sender has had a 202 and would never hear of the refusal otherwise."""
+    rejected = rejected_receipt(ctx.key(), raw, reason, await ctx.time(), rt.redact,
+                                ctx.request().id)
+    ctx.object_send(record_receipt, key=ctx.key(), arg=rejected)
 
 
 #: set by the Restate server on an invocation that came through its ingress

@@ -108,28 +108,33 @@ def test_a_bad_subscriber_sent_to_the_ingress_shows_in_the_status(
     assert send_notify(restate_server, task_id, "not-an-address").status_code == 202
     bad_channel = {"channel": "nope", "target": f"https://h.example.com/x?token={secret}"}
     assert send_notify(restate_server, task_id, bad_channel).status_code == 202
+    url = f"{restate_server.ingress_url}/restate/send/AsyncNotificationsAgent/{task_id}/on_notify"
+    not_json = httpx.post(url, content=b"{not json", timeout=10,
+                          headers={"content-type": "application/json"})
+    assert not_json.status_code == 202
 
-    status = status_until(client, task_id, lambda s: len(s.deliveries) == 2)
-    assert [d.state for d in status.deliveries] == [DeliveryState.REJECTED] * 2
+    status = status_until(client, task_id, lambda s: len(s.deliveries) == 3)
+    assert [d.state for d in status.deliveries] == [DeliveryState.REJECTED] * 3
     assert status.state is TaskState.NOT_STARTED
     reasons = {d.target: d.last_error or "" for d in status.deliveries}
     assert "neither an email address nor CHANNEL:TARGET" in reasons["not***"]
     assert "unknown channel 'nope'" in reasons["htt***"]
+    assert "not valid JSON" in reasons["{no***"]
 
     code, out = cli("status", task_id, engine=restate_server)
     assert code == 0, out
-    assert "not started; 2 subscribers rejected" in out
-    assert out.count("rejected") >= 3 and "unknown channel 'nope'" in out
+    assert "not started; 3 subscribers rejected" in out
+    assert out.count("rejected") >= 4 and "unknown channel 'nope'" in out
     code, out = cli("status", task_id, "--json", engine=restate_server)
     doc = json.loads(out)
     assert code == 0 and doc["state"] == "not-started"
-    assert sorted(d["state"] for d in doc["deliveries"]) == ["rejected", "rejected"]
+    assert [d["state"] for d in doc["deliveries"]] == ["rejected"] * 3
     assert secret not in out and "not-an-address" not in out
 
     # the same bad subscriber again is the same rejection, not a second one
     assert send_notify(restate_server, task_id, "not-an-address").status_code == 202
     time.sleep(1)
-    assert len(client.status(task_id).deliveries) == 2
+    assert len(client.status(task_id).deliveries) == 3
 
 
 # --- 3. before the task runs, plain and --json status agree -------------------------------

@@ -116,6 +116,9 @@ class TaskCreated(_Strict):
     status_url: str
     created: bool
     subscriptions: list[SubscriptionOut] = Field(default_factory=list)
+    subscriptions_added: int = Field(
+        0, description="subscribers this request added: all of them for a new task; for a "
+                       "repeat, those the task did not have yet (they are told its outcome)")
 
 
 class ErrorField(_Strict):

@@ -14,7 +14,7 @@ import httpx
 
 from gateway._api_trace import inject
 from gateway._metrics import SUBSCRIPTIONS_WAITING
-from gateway.models import DeliveryReceipt, TaskStatus
+from gateway.models import DeliveryReceipt, Subscription, TaskStatus
 
 __all__ = ["RestateFailed", "RestateLink", "Started"]
 
@@ -113,6 +113,12 @@ class RestateLink:
         """Send ``run`` (without waiting for it); a key started before is not started again."""
         data = await self._call(SERVICE, task_id, "run", request_json, send=True)
         return Started(task_id, new=str(data.get("status", "")) != "PreviouslyAccepted")
+
+    async def add_subscribers(self, task_id: str, subs: list[Subscription]) -> int:
+        """Subscribe those of ``subs`` the task does not have yet (a repeat submit); how many."""
+        body = json.dumps([s.model_dump(mode="json", exclude_defaults=True) for s in subs])
+        result = await self._call(SERVICE, task_id, "add_subscribers", body.encode())
+        return len(result["added"])
 
     async def subscribe(self, task_id: str, subscriber_json: bytes) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(SERVICE, task_id, "subscribe", subscriber_json)

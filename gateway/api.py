@@ -147,14 +147,15 @@ class FrontDoor:
                 channel=spec.channel, target=spec.target, outcomes=spec.outcomes,
                 template=spec.template,
                 fallback=[Target(channel=t.channel, target=t.target) for t in spec.fallback],
-            ).with_id(task_id)
+            )
             allowed = self.settings.channels
             target = check_untrusted(rt.channels, sub, allowed)
             fallback = [t.model_copy(update={"target": check_untrusted(rt.channels, t, allowed)})
                         for t in sub.fallback]
         except (UserInputError, ValueError) as exc:
             raise ApiError.invalid(field, rt.redact(str(exc).splitlines()[0])) from None
-        return sub.model_copy(update={"target": target, "fallback": fallback})
+        return sub.model_copy(update={"target": target, "fallback": fallback}).identified(
+            task_id)
 
     def status_url(self, request: Request, task_id: str) -> str:
         base = self.settings.public_url or str(request.base_url).rstrip("/")
@@ -240,11 +241,15 @@ async def create_task(request: Request) -> Response:
         started = await door.restate.start(key, task.model_dump_json(
             exclude_defaults=True).encode())
         span.set_attribute("gateway.task.created", started.new)
+    added = len(subs)
+    if not started.new and subs:  # a repeat: its new subscribers join, none is dropped
+        added = await door.restate.add_subscribers(task_id, subs)
     url = door.status_url(request, task_id)
     log.info("task %s %s by key %s", key, "started" if started.new else "repeated",
              caller.name)
     created = TaskCreated(task_id=task_id, status_url=url, created=started.new,
-                          subscriptions=[_subscription_out(rt, task_id, s) for s in subs])
+                          subscriptions=[_subscription_out(rt, task_id, s) for s in subs],
+                          subscriptions_added=added)
     return json_response(created, 201 if started.new else 200, {"Location": url})
 
 
@@ -274,11 +279,12 @@ async def get_task(request: Request) -> Response:
     key = workflow_key(caller, task_id)
     status = await door.restate.status(key)
     status = status.model_copy(update={"task_id": caller_task_id(caller, status.task_id)})
-    if status.state is TaskState.UNKNOWN:
-        if not await door.restate.exists(key):
+    if status.state in (TaskState.UNKNOWN, TaskState.NOT_STARTED):
+        if await door.restate.exists(key):  # accepted, starting
+            status = status.model_copy(update={"state": TaskState.RUNNING})
+        elif status.state is TaskState.UNKNOWN:
             raise ApiError(404, "not_found", f"no task {task_id!r} (never started, or past "
                                              "its retention)")
-        status = status.model_copy(update={"state": TaskState.RUNNING})  # accepted, starting
     return json_response(status)
 
 

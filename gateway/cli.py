@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gateway._status_text import repeat_note, task_state_text
 from gateway.cli_config import config_app
 from gateway.cli_mail import DEFAULT_MAIL_DIR, MailCatcher, MailDir, mail_app, start_mailboxes
 from gateway.cli_progress import delivery_table, finished, follow
@@ -152,7 +153,8 @@ def submit(
         if submitted.new:
             out.print(f"task {task_id} started")
         else:
-            out.print(f"task {task_id} was submitted before: it runs once, not started again")
+            out.print(f"task {task_id} was submitted before: it runs once, not started again"
+                      + repeat_note(submitted.added, len(subs)))
         if wait:
             status = follow(lambda: client.status(task_id), out, timeout=timeout,
                             show_targets=show_targets)
@@ -213,8 +215,8 @@ def _print_status(s: TaskStatus, show_targets: bool = False) -> None:
     if s.state is TaskState.UNKNOWN:
         err.print(f"no task {s.task_id!r} (never submitted, or past its retention)")
         return
-    out.print(f"[bold]task[/] {s.task_id}  [bold]state[/] {s.state.value}  "
-              f"[bold]agent[/] {s.agent}")
+    agent = f"  [bold]agent[/] {s.agent}" if s.agent else ""
+    out.print(f"[bold]task[/] {s.task_id}  [bold]state[/] {escape(task_state_text(s))}{agent}")
     if s.output:
         out.print(f"[bold]result[/] {escape(s.output)}")
     if s.error:
@@ -230,7 +232,8 @@ def _exit_for(s: TaskStatus, timeout: float) -> None:
         d.state.final for d in s.deliveries
     ):
         fail(f"not finished within {timeout:g}s (state {s.state.value})")
-    if s.state is TaskState.FAILED or any(d.state.value == "failed" for d in s.deliveries):
+    if s.state is TaskState.FAILED or any(d.state.value in ("failed", "rejected")
+                                          for d in s.deliveries):
         raise typer.Exit(1)
 
 

@@ -20,6 +20,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from gateway._status_text import delivery_state_text
 from gateway.cli_mask import shown_target
 from gateway.models import DeliveryReceipt, DeliveryState, TaskState, TaskStatus
 
@@ -80,7 +81,8 @@ def delivery_table(s: TaskStatus, *, show_targets: bool = False,
     for d in s.deliveries:
         state = phase(d, s.state) if live else d.state.value
         if not live and d.state.final and d.attempts:
-            state = phase(d, s.state)
+            history = delivery_state_text(d)  # earlier attempts' errors, if any
+            state = history if history != d.state.value else phase(d, s.state)
         style = _STYLE.get(d.state.value, "")
         table.add_row(d.subscription_id, escape(_who(d, show_targets)),
                       f"[{style}]{escape(state)}[/]" if style else escape(state))

@@ -28,6 +28,8 @@ class Submitted:
     invocation_id: str | None
     #: False when a task with this id had been submitted before (it runs once)
     new: bool
+    #: subscribers this submit added (a repeat adds those the task did not have yet)
+    added: int = 0
 
 
 class GatewayClient:
@@ -70,8 +72,13 @@ class GatewayClient:
         body = request.model_dump_json(exclude_defaults=True).encode()
         r = self._post(self._url(task_id, "run", send=True), body)
         data = r.json()
-        status = str(data.get("status", ""))
-        return Submitted(task_id, data.get("invocationId"), new=status != "PreviouslyAccepted")
+        new = str(data.get("status", "")) != "PreviouslyAccepted"
+        added = len(request.subscriptions)
+        if not new and request.subscriptions:  # a repeat: its new subscribers join
+            subs = json.dumps([s.model_dump(mode="json", exclude_defaults=True)
+                               for s in request.subscriptions]).encode()
+            added = len(self._post(self._url(task_id, "add_subscribers"), subs).json()["added"])
+        return Submitted(task_id, data.get("invocationId"), new=new, added=added)
 
     def subscribe(self, task_id: str, subscriber: Subscription | str) -> dict[str, Any]:
         body = json.dumps(
@@ -146,7 +153,8 @@ class ApiClient:
                                 "agent": request.agent, "labels": request.labels,
                                 "subscriptions": [_subscriber(s) for s in request.subscriptions]}
         data = self._request("POST", "/v1/tasks", body).json()
-        return Submitted(str(data["task_id"]), None, new=bool(data["created"]))
+        return Submitted(str(data["task_id"]), None, new=bool(data["created"]),
+                         added=int(data.get("subscriptions_added", 0)))
 
     def subscribe(self, task_id: str, subscriber: Subscription | str) -> dict[str, Any]:
         body = subscriber if isinstance(subscriber, str) else _subscriber(subscriber)

@@ -7,6 +7,7 @@ is one of these pydantic models, serialised as JSON.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from enum import StrEnum
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "AttemptRecord",
     "DeliveryReceipt",
     "DeliveryState",
     "Outcome",
@@ -80,9 +82,18 @@ class Target(_Strict):
 
 
 def subscription_id(task_id: str, target: Target) -> str:
-    """A stable id for a subscriber of a task: the same subscriber twice is one subscription."""
-    digest = hashlib.sha256(f"{task_id}\x00{target.channel}\x00{target.target}".encode())
-    return "s_" + digest.hexdigest()[:16]
+    """A stable id for a subscriber of a task, derived from what it is: the task id, the
+    channel, the (normalised) target, the options and, for a :class:`Subscription`, its
+    fallbacks. The same subscriber twice is one subscription, however it was added."""
+
+    def part(t: Target) -> list[Any]:
+        return [t.channel, t.target, t.options]
+
+    what: list[Any] = [task_id, part(target)]
+    if isinstance(target, Subscription):
+        what.append([part(t) for t in target.fallback])
+    text = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
+    return "s_" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Subscription(Target):
@@ -121,7 +132,11 @@ class Subscription(Target):
         )
 
     def with_id(self, task_id: str) -> Subscription:
-        return self if self.id else self.model_copy(update={"id": subscription_id(task_id, self)})
+        return self if self.id else self.identified(task_id)
+
+    def identified(self, task_id: str) -> Subscription:
+        """This subscription with the id derived from what it is (any given id replaced)."""
+        return self.model_copy(update={"id": subscription_id(task_id, self)})
 
 
 class TaskRequest(_Strict):
@@ -177,6 +192,8 @@ class TaskResult(_Strict):
 
 class TaskState(StrEnum):
     UNKNOWN = "unknown"
+    #: not run yet, but subscribers are waiting for it (or were rejected)
+    NOT_STARTED = "not-started"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -191,6 +208,8 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    #: the subscriber was invalid (sent straight to the ingress): never delivered
+    REJECTED = "rejected"
 
     @property
     def final(self) -> bool:
@@ -203,7 +222,20 @@ _FINAL_STATES = {
     DeliveryState.FAILED,
     DeliveryState.CANCELLED,
     DeliveryState.SKIPPED,
+    DeliveryState.REJECTED,
 }
+
+
+class AttemptRecord(_Strict):
+    """One delivery attempt of a subscription, kept as history in its receipt."""
+
+    number: int = Field(description="1, 2, ... across the channel and its fallbacks; 0: the "
+                                    "channel could not be used, nothing was sent")
+    at: float | None = None
+    channel: str
+    outcome: Literal["delivered", "failed", "not-sent"]
+    error: str | None = None
+    provider_status: int | None = None
 
 
 class DeliveryReceipt(_Strict):
@@ -216,9 +248,12 @@ class DeliveryReceipt(_Strict):
     kind: str = "result"
     channel_used: str | None = None
     attempts: int = 0
+    #: the error of the current state (retrying, failed, rejected); earlier attempts' errors
+    #: are in ``history``
     last_error: str | None = None
     provider_status: int | None = None
     message_id: str | None = None
+    history: list[AttemptRecord] = Field(default_factory=list)
     created_at: float
     updated_at: float
     delivered_at: float | None = None

@@ -37,6 +37,7 @@ from restate.asyncio import wait_completed
 from restate.serde import BytesSerde
 
 from gateway import _metrics, _trace
+from gateway._rejection import rejected_receipt
 from gateway._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
 from gateway.channels import format_validation_error
 from gateway.errors import (
@@ -45,6 +46,7 @@ from gateway.errors import (
     UserInputError,
 )
 from gateway.models import (
+    AttemptRecord,
     DeliveryReceipt,
     DeliveryState,
     Subscription,
@@ -109,7 +111,7 @@ def checked_subscription(rt: Runtime, task_id: str, raw: object, *,
     """Parse and validate a subscriber against this gateway's channels; TerminalError(400),
     or 403 for what an ``untrusted`` subscriber (not from the YAML file) may not use."""
     try:
-        sub = Subscription.parse(raw).with_id(task_id)
+        sub = Subscription.parse(raw)
         target = rt.channels.check(sub)
         fallback = [t.model_copy(update={"target": rt.channels.check(t)}) for t in sub.fallback]
     except (ValidationError, UserInputError, ValueError) as exc:
@@ -118,7 +120,8 @@ def checked_subscription(rt: Runtime, task_id: str, raw: object, *,
     problem = untrusted_problem(rt, sub) if untrusted else None
     if problem is not None:
         raise TerminalError(f"subscriber refused: {problem}", 403)
-    return sub
+    # its id derived from what it is, once normalised: the same subscriber is one subscription
+    return sub.identified(task_id)
 
 
 def _encode(model: BaseModel) -> bytes:
@@ -184,9 +187,11 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     if runner.spec.deadline:
         ctx.set("deadline_at", submitted_at + runner.spec.deadline)
     chosen = {sub.id: sub for sub in subs}
+    named = {(sub.channel, sub.target) for sub in subs}  # named at submit: that one is kept
     for raw in routed:
         sub = Subscription.model_validate(raw)
-        chosen.setdefault(sub.id, sub)
+        if (sub.channel, sub.target) not in named:
+            chosen.setdefault(sub.id, sub)
     if routed:  # what on_notify accepts although the body did not come from the YAML file
         ctx.set(STANDING_STATE, [standing_fingerprint(Subscription.model_validate(raw))
                                  for raw in routed])
@@ -264,7 +269,6 @@ def _route_checked(rt: Runtime, task: Task) -> list[dict[str, Any]]:
     out = []
     for sub in rt.route(task):
         try:
-            sub = sub.with_id(task.task_id)
             target = rt.channels.check(sub)
             fallback = [t.model_copy(update={"target": rt.channels.check(t)})
                         for t in sub.fallback]
@@ -273,7 +277,7 @@ def _route_checked(rt: Runtime, task: Task) -> list[dict[str, Any]]:
                       task.task_id, rt.redact(str(exc)))
             continue
         out.append(sub.model_copy(update={"target": target, "fallback": fallback})
-                   .model_dump(mode="json", exclude_defaults=True))
+                   .identified(task.task_id).model_dump(mode="json", exclude_defaults=True))
     return out
 
 
@@ -318,6 +322,51 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
             "target": inst.channel.redact_target(sub.target)}
 
 
+#: how long ``add_subscribers`` waits for a task that was sent but has not taken its own
+#: subscribers yet (the moment between a submit and its run's first steps)
+_ACCEPT_POLLS, _ACCEPT_POLL = 100, timedelta(milliseconds=100)
+
+
+@workflow.handler(input_serde=RAW, enable_lazy_state=True)
+async def add_subscribers(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
+    """A repeat submit's subscribers (a JSON list): those the task does not have yet are
+    subscribed as ``subscribe`` does; ``added`` and ``existing`` say which were which."""
+    rt = current_runtime()
+    raw = _json_body(body, "add_subscribers", "a JSON list of subscribers")
+    if not isinstance(raw, list):
+        raise TerminalError("add_subscribers: send a JSON list of subscribers", 400)
+    subs = list({s.id: s for s in (checked_subscription(rt, ctx.key(), r) for r in raw)}.values())
+    own = await _own_subscription_ids(ctx)
+    now = await ctx.time()
+    others = [_waiting(rt, s, now) for s in subs if s.id not in own]
+    claimed = set(await ctx.object_call(claim_receipts, key=ctx.key(), arg=others)
+                  if others else [])
+    added, existing = [], []
+    for sub in subs:
+        inst = rt.channels.get(sub.channel)
+        out = {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
+               "target": inst.channel.redact_target(sub.target)}
+        if sub.id in claimed:
+            ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id)
+            added.append(out)
+        else:
+            existing.append(out)
+    return {"task_id": ctx.key(), "added": added, "existing": existing}
+
+
+async def _own_subscription_ids(ctx: WorkflowSharedContext) -> set[str]:
+    """The ids of the subscribers the task took with it (waiting, bounded, until its run has
+    journaled them: a repeat can come right after the first submit)."""
+    for _ in range(_ACCEPT_POLLS):
+        own = await ctx.get("subscriptions", type_hint=list)
+        if own is not None:
+            return {str(r["subscription_id"]) for r in own}
+        if await ctx.get("state", type_hint=str) == TaskState.FAILED.value:
+            return set()  # an invalid task: it took none
+        await ctx.sleep(_ACCEPT_POLL, name="task accepted?")
+    raise TerminalError("the task has not started yet: try the repeat again in a moment", 503)
+
+
 # suspended while it waits for the receipts, so it holds none of the server's invocation
 # slots (bounded: see gateway.engine) that the receipts' own handler may need
 @workflow.handler(inactivity_timeout=timedelta(seconds=1))
@@ -340,6 +389,8 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
         if final:  # created when the subscriber was: like the receipts object keeps it
             merged[i] = {**final, "created_at": merged[i]["created_at"]}
     merged.sort(key=lambda r: (r["created_at"], r["subscription_id"]))
+    if state == TaskState.UNKNOWN.value and merged:  # subscribers before the task's run
+        state = TaskState.NOT_STARTED.value
     out = TaskStatus(task_id=ctx.key(), state=TaskState(state), error=error,
                      deliveries=[DeliveryReceipt.model_validate(r) for r in merged])
     if task_raw:
@@ -383,15 +434,31 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     """Tell one subscriber the task's outcome: ``"me@example.com"``, ``"CHANNEL:TARGET"`` or
     ``{"channel": ..., "target": ..., "options": {...}, "fallback": [...]}``."""
     rt = current_runtime()
-    raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+    try:
+        raw = _json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+    except TerminalError as exc:
+        await _reject(ctx, rt, (body or b"").decode(errors="replace")[:2048], exc.message)
+        raise
     if isinstance(raw, dict) and list(raw) == ["cancelled"]:
         # a task's own subscriber cancelled before the task finished: this invocation holds
         # its idempotency key, so the task's own start of it finds this one and sends nothing
         return {"subscription_id": str(raw["cancelled"]),
                 "state": DeliveryState.CANCELLED.value}
-    sub = checked_subscription(rt, ctx.key(), raw)
-    await _refuse_untrusted(ctx, rt, sub)
+    try:
+        sub = checked_subscription(rt, ctx.key(), raw)
+        await _refuse_untrusted(ctx, rt, sub)
+    except TerminalError as exc:
+        await _reject(ctx, rt, raw, exc.message)
+        raise
     assert sub.id is not None
+    if _INGRESS_PATH in ctx.request().headers:
+        # sent straight to the ingress (the gateway's own sends are keyed by the subscription
+        # id already): started again under that key, so the same subscriber is told once
+        traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
+        ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
+                          headers={_trace.TRACEPARENT: traceparent} if traceparent else None)
+        return {"task_id": ctx.key(), "subscription_id": sub.id,
+                "state": DeliveryState.WAITING.value}
     bind_delivery(sub.id, sub.channel)
     span = _trace.start_notify(ctx, sub.id, sub.channel)
     try:
@@ -419,6 +486,16 @@ async def _refuse_untrusted(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscr
         if standing_fingerprint(sub) in standing:
             return
     raise TerminalError(f"subscriber refused: {problem}", 403)
+async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: str) -> None:
+    """Record a refused subscriber where ``status`` reads receipts: sent with ``/send``, its
+    sender has had a 202 and would never hear of the refusal otherwise."""
+    rejected = rejected_receipt(ctx.key(), raw, reason, await ctx.time(), rt.redact,
+                                ctx.request().id)
+    ctx.object_send(record_receipt, key=ctx.key(), arg=rejected)
+
+
+#: set by the Restate server on an invocation that came through its ingress
+_INGRESS_PATH = "x-restate-ingress-path"
 
 
 def _settle(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> None:
@@ -512,6 +589,7 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
     last_error: str | None = None
     last_status: int | None = None
     at = 0.0
+    history: list[AttemptRecord] = []  # every attempt, kept in the receipt
     chain: list[Target] = [sub, *sub.fallback]
     span = _trace.current()
     result_at = view.completed_at if kind == "result" else None
@@ -527,6 +605,8 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                                              target=target, channel=inst, message_id=mid)
         except UserInputError as exc:  # channel gone since subscribing, or a template failed
             last_error = f"{target.channel}: {rt.redact(str(exc))}"
+            history.append(AttemptRecord(number=0, at=at or None, channel=target.channel,
+                                         outcome="not-sent", error=last_error))
             log.warning("subscription %s: channel %s cannot deliver: %s", sub.id,
                         target.channel, last_error)
             continue
@@ -550,11 +630,17 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                 outcome = AttemptOutcome(ok=False, at=at, permanent=True,
                                          error=rt.redact(exc.message))
             at = outcome.at or at
+            history.append(AttemptRecord(
+                number=attempts, at=at, channel=target.channel,
+                outcome="delivered" if outcome.ok else "failed",
+                error=None if outcome.ok else f"{target.channel}: {outcome.error}",
+                provider_status=outcome.provider_status))
             if outcome.ok:
                 state = (DeliveryState.DELIVERED if step == 0
                          else DeliveryState.DELIVERED_BY_FALLBACK)
+                # the current state has no error: earlier attempts' are in the history
                 receipt = _record(ctx, rt, sub, state, at=at, kind=kind, attempts=attempts,
-                                  channel_used=target.channel, last_error=last_error,
+                                  channel_used=target.channel, history=history,
                                   provider_status=outcome.provider_status, message_id=mid,
                                   delivered_at=at)
                 return receipt.model_dump(mode="json")
@@ -567,10 +653,12 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
             delay = policy.delay(n, outcome.retry_after)
             _record(ctx, rt, sub, DeliveryState.RETRYING, at=at, kind=kind, attempts=attempts,
                     channel_used=target.channel, last_error=last_error,
-                    provider_status=last_status, message_id=mid, next_attempt_at=at + delay)
+                    provider_status=last_status, message_id=mid, next_attempt_at=at + delay,
+                    history=history)
             await ctx.sleep(timedelta(seconds=delay), name=f"retry {target.channel} #{n}")
     receipt = _record(ctx, rt, sub, DeliveryState.FAILED, at=at, kind=kind, attempts=attempts,
-                      last_error=last_error, provider_status=last_status, message_id=mid)
+                      last_error=last_error, provider_status=last_status, message_id=mid,
+                      history=history)
     return receipt.model_dump(mode="json")
 
 
@@ -639,7 +727,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
             at: float, kind: str = "result", attempts: int = 0, channel_used: str | None = None,
             last_error: str | None = None, provider_status: int | None = None,
             message_id: str | None = None, delivered_at: float | None = None,
-            next_attempt_at: float | None = None) -> DeliveryReceipt:
+            next_attempt_at: float | None = None,
+            history: list[AttemptRecord] | None = None) -> DeliveryReceipt:
     assert sub.id is not None
     inst = rt.channels.get(sub.channel)
     receipt = DeliveryReceipt(
@@ -647,7 +736,7 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
         target=inst.channel.redact_target(sub.target), state=state, kind=kind,
         channel_used=channel_used, attempts=attempts, last_error=last_error,
         provider_status=provider_status, message_id=message_id, created_at=at, updated_at=at,
-        delivered_at=delivered_at, invocation_id=ctx.request().id,
+        delivered_at=delivered_at, invocation_id=ctx.request().id, history=list(history or []),
         next_attempt_at=next_attempt_at, address=inst.channel.reveal_target(sub.target),
     )
     if state.final and not _trace.replaying():
@@ -675,6 +764,19 @@ async def record_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> None:
             return
         new = new.model_copy(update={"created_at": old.created_at})
     ctx.set(key, new.model_dump(mode="json"))
+
+
+@deliveries.handler(name="claim")
+async def claim_receipts(ctx: ObjectContext, receipts: list[dict[str, Any]]) -> list[str]:
+    """Record the waiting receipts of subscriptions the task has no receipt of; their ids
+    (one at a time per task: two repeats at once cannot both add the same subscriber)."""
+    claimed = []
+    for receipt in receipts:
+        key = _RECEIPT + str(receipt["subscription_id"])
+        if await ctx.get(key, type_hint=dict) is None:
+            ctx.set(key, receipt)
+            claimed.append(str(receipt["subscription_id"]))
+    return claimed
 
 
 @deliveries.handler(name="cancel")

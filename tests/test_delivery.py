@@ -80,7 +80,11 @@ def test_permanent_failure_falls_back_and_the_receipt_says_so(
         assert receipt.state is DeliveryState.DELIVERED_BY_FALLBACK
         assert receipt.channel == "webhook" and receipt.channel_used == "email"
         assert receipt.attempts == 2  # a 400 is not retried: one webhook try, one email
-        assert receipt.last_error and "400" in receipt.last_error
+        assert receipt.last_error is None  # delivered: the webhook's 400 is history
+        first, second = receipt.history
+        assert (first.channel, first.outcome) == ("webhook", "failed")
+        assert first.error and "400" in first.error
+        assert (second.channel, second.outcome) == ("email", "delivered")
         assert len(refusing.requests) == 1
         assert len(mailbox.wait_for_recipient(to, 1, 10)) == 1
     finally:

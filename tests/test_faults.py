@@ -130,7 +130,10 @@ def test_channel_outage_of_30s_then_recovery(tmp_path: Path, config_file: Path) 
         for task_id in task_ids:
             [receipt] = client.wait(task_id, 30).deliveries
             assert receipt.state is DeliveryState.DELIVERED
-            assert receipt.attempts > 3 and receipt.last_error and "503" in receipt.last_error
+            assert receipt.attempts > 3 and receipt.last_error is None  # history has them
+            *failures, last = receipt.history
+            assert last.outcome == "delivered" and last.number == receipt.attempts
+            assert failures and all(f.error and "503" in f.error for f in failures)
         assert len({h.headers["webhook-id"] for h in outage.delivered()}) == 10
     finally:
         client.close()

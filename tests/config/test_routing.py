@@ -84,7 +84,7 @@ def test_routed_subscription_carries_name_template_id_and_options() -> None:
                  "options": {"timeout": 3}}],
     )
     [routed] = route(task(), [sub])
-    target = Target(channel="webhook", target="https://h.example.com/x")
+    target = Target(channel="webhook", target="https://h.example.com/x", options={"timeout": 3})
     assert routed == Subscription(
         channel="webhook", target="https://h.example.com/x", options={"timeout": 3},
         id=subscription_id("t-1", target), fallback=[], outcomes=["succeeded", "failed"],

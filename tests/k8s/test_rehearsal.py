@@ -145,6 +145,8 @@ def test_rendered_install_comes_up_and_delivers(install: str, mode: str, workdir
     proxies = r.ServiceProxies()
     engine.start()
     with r.stopping(engine, proxies):
+        if install == "helm-default":  # the key the README says to copy from the server's log
+            assert f'"{identity_key}"' in engine.log_path.read_text(errors="replace")
         _wire_restate(objs, namespace, engine, network)
 
         # the gateway pod: one replica of the rendered Deployment

@@ -408,7 +408,11 @@ def register(
     """Register the gateway's endpoint with a Restate server (retries until it answers)."""
     from gateway.engine import register_deployment
 
-    result = register_deployment(admin_url, service_url, timeout=timeout)
+    def retrying(why: str) -> None:  # a Job's log says what it waits for, not nothing
+        err.print(f"not registered yet, retrying for up to {timeout:g}s: {escape(why)}",
+                  soft_wrap=True)
+
+    result = register_deployment(admin_url, service_url, timeout=timeout, on_retry=retrying)
     listed = result.get("services")
     services = [s.get("name") for s in listed if isinstance(s, dict)] if isinstance(
         listed, list) else []

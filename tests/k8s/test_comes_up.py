@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from gateway._identity_keys import parse_identity_keys
+from gateway.engine import free_port
 from gateway.errors import UserInputError
 from tests.k8s import k8s_support as k
 
@@ -235,3 +236,17 @@ def test_the_image_is_the_one_the_readme_builds_and_loads_into_kind(name: str) -
     assert gateway["image"] in loaded, (gateway["image"], loaded)
     assert gateway["imagePullPolicy"] == "IfNotPresent"  # a kind-loaded image is never pulled
     assert "example" not in gateway["image"]
+
+
+def test_registration_job_logs_what_it_waits_for() -> None:
+    # The Job retries for minutes; its log must say why, not stay empty until it gives up.
+    closed = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "register", f"--admin-url={closed}",
+         "--service-url=http://127.0.0.1:1", "--timeout=2"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("not registered yet, retrying for up to 2s: ConnectError")
+    assert lines[-1].startswith(f"error: could not register http://127.0.0.1:1 with the "
+                                f"Restate admin API at {closed}")

@@ -118,7 +118,15 @@ def _wire_restate(objs: list[dict[str, Any]], namespace: str, engine: LocalEngin
         name, ns, ports = RESTATE_CHART_SERVICE
         network.add(name, ns, {port: by_name[target] for port, target in ports.items()})
         return
-    _, template = restate_pods[0]
+    obj, template = restate_pods[0]
+    spec = next(c for c in k.containers(template) if c["name"] == "restate")
+    # the Restate pod's own probes, as the kubelet would call them on the running server
+    pod = r.Container(obj, template, spec, Path(), {
+        p["containerPort"]: by_name[p["name"]] for p in spec["ports"]})
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if kind in spec:
+            result = r.probe(pod, kind)
+            assert result.ok, f"the Restate pod's {kind} fails: {result}"
     for service in k.find(objs, "Service"):
         if k.selects(service["spec"].get("selector") or {}, k.template_labels(template)):
             network.add(service["metadata"]["name"], namespace,

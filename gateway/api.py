@@ -424,7 +424,7 @@ OPERATIONS: tuple[Operation, ...] = (
                           "nor a replay runs anything twice."),
     Operation("get", "/healthz", "healthz", "The process is up", None,
               {200: ("Up.", Health)}),
-    Operation("get", "/readyz", "readyz", "Restate is reachable and the service registered",
+    Operation("get", "/readyz", "readyz", "Restate is reachable",
               None, {200: ("Ready.", Readiness), 503: ("Not ready, and why.", Readiness)}),
 )
 

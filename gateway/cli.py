@@ -393,13 +393,17 @@ def serve(
 ) -> None:
     """Serve the gateway's Restate endpoint and its HTTP API, on separate ports (no local
     engine): for containers and clusters."""
+    from gateway._identity_keys import parse_identity_keys
     from gateway.bootstrap import runtime_from_config
     from gateway.observability import setup_observability
     from gateway.server import ServeOptions, serve_gateway
 
+    try:  # a placeholder or a typo: one line saying what to set, before anything starts
+        keys = parse_identity_keys(identity_keys)
+    except UserInputError as exc:
+        fail(str(exc), 2)
     setup_observability()
     runtime, reload = runtime_from_config(config)
-    keys = [k.strip() for k in (identity_keys or "").split(",") if k.strip()]
     api = None
     if only is not Only.restate:
         admin = restate_admin_url or register_with or DEFAULT_ADMIN
@@ -466,7 +470,11 @@ def register(
     """Register the gateway's endpoint with a Restate server (retries until it answers)."""
     from gateway.engine import register_deployment
 
-    result = register_deployment(admin_url, service_url, timeout=timeout)
+    def retrying(why: str) -> None:  # a Job's log says what it waits for, not nothing
+        err.print(f"not registered yet, retrying for up to {timeout:g}s: {escape(why)}",
+                  soft_wrap=True)
+
+    result = register_deployment(admin_url, service_url, timeout=timeout, on_retry=retrying)
     listed = result.get("services")
     services = [s.get("name") for s in listed if isinstance(s, dict)] if isinstance(
         listed, list) else []

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,10 +114,13 @@ def _log_tail(log: Path | None, lines: int = 15) -> str:
 
 
 def register_deployment(admin_url: str, service_url: str, *, timeout: float = 60.0,
-                        use_http_11: bool = False) -> dict[str, object]:
-    """Register (or re-register, forcing) the gateway's Restate endpoint with the server."""
+                        use_http_11: bool = False,
+                        on_retry: Callable[[str], None] | None = None) -> dict[str, object]:
+    """Register (or re-register, forcing) the gateway's Restate endpoint with the server.
+    ``on_retry`` hears why an attempt failed: the first time, then every 10 s while retrying."""
     deadline = time.monotonic() + timeout
     last = ""
+    report_at = 0.0
     body = {"uri": service_url, "force": True, "use_http_11": use_http_11}
     with httpx.Client(timeout=30.0) as client:
         while time.monotonic() < deadline:
@@ -132,6 +135,9 @@ def register_deployment(admin_url: str, service_url: str, *, timeout: float = 60
                 last = f"HTTP {r.status_code}: {r.text.strip()[:300]}"
                 if r.status_code < 500 and "discover" not in r.text.lower():
                     break
+            if on_retry is not None and time.monotonic() >= report_at:
+                on_retry(last)
+                report_at = time.monotonic() + 10.0
             time.sleep(0.5)
     raise EngineError(
         f"could not register {service_url} with the Restate admin API at {admin_url}: {last}"

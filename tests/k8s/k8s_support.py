@@ -33,6 +33,9 @@ K8S = REPO / "deploy" / "k8s"
 CHART = K8S / "helm" / "notification-gateway"
 PRODUCTION_VALUES = CHART / "ci" / "production-values.yaml"
 DATA = Path(__file__).resolve().parent / "data"
+# What a real install adds to the chart's defaults (an identity key): passed before any other
+# values file, so those can still override it.
+REQUIRED_VALUES = DATA / "required-values.yaml"
 CRD_DIR = DATA / "crds"
 TOOLS_BIN = REPO / ".tools" / "bin"
 
@@ -148,8 +151,10 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
 
 
 def helm_template(
-    *values_files: Path, extra: tuple[str, ...] = ()
+    *values_files: Path, extra: tuple[str, ...] = (), required: bool = True
 ) -> subprocess.CompletedProcess[str]:
+    """``helm template`` of the chart with ``values_files`` (after REQUIRED_VALUES unless
+    ``required`` is False)."""
     cmd: list[str | Path] = [
         tool("helm"),
         "template",
@@ -160,7 +165,7 @@ def helm_template(
         "--kube-version",
         HELM_KUBE_VERSION,
     ]
-    for values in values_files:
+    for values in (REQUIRED_VALUES, *values_files) if required else values_files:
         cmd += ["--values", values]
     return run([*cmd, *extra])
 

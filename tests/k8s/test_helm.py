@@ -24,7 +24,8 @@ def _expected_path(values_file: Path) -> str:
 
 @pytest.mark.parametrize("values", [None, k.PRODUCTION_VALUES], ids=["default", "production"])
 def test_helm_lint_strict(values: Path | None) -> None:
-    cmd = [k.tool("helm"), "lint", "--strict", k.CHART, "--namespace", k.NAMESPACE]
+    cmd = [k.tool("helm"), "lint", "--strict", k.CHART, "--namespace", k.NAMESPACE,
+           "--values", k.REQUIRED_VALUES]
     if values:
         cmd += ["--values", values]
     proc = k.run(cmd)
@@ -53,7 +54,8 @@ def test_values_breaking_the_schema_are_rejected(values: Path) -> None:
     assert proc.returncode != 0, f"{values.name} was accepted"
     assert SCHEMA_ERROR in proc.stderr, proc.stderr
     assert path in proc.stderr, f"expected an error at {path}:\n{proc.stderr}"
-    lint = k.run([k.tool("helm"), "lint", "--strict", k.CHART, "--values", values])
+    lint = k.run([k.tool("helm"), "lint", "--strict", k.CHART, "--values", k.REQUIRED_VALUES,
+                  "--values", values])
     assert lint.returncode != 0, f"helm lint accepted {values.name}"
 
 
@@ -66,8 +68,11 @@ def _schema_validator() -> jsonschema.Draft7Validator:
 def test_values_schema_accepts_the_shipped_values() -> None:
     validator = _schema_validator()
     defaults = yaml.safe_load((k.CHART / "values.yaml").read_text())
-    assert not list(validator.iter_errors(defaults))
-    production = {**defaults, **yaml.safe_load(k.PRODUCTION_VALUES.read_text())}
+    # the defaults alone lack the one value an install must give: an identity key
+    assert [e.json_path for e in validator.iter_errors(defaults)] == ["$.restate.identityKeys"]
+    installed = _merge(defaults, yaml.safe_load(k.REQUIRED_VALUES.read_text()))
+    assert not list(validator.iter_errors(installed))
+    production = _merge(defaults, yaml.safe_load(k.PRODUCTION_VALUES.read_text()))
     assert not list(validator.iter_errors(production))
 
 
@@ -88,7 +93,8 @@ def _merge(base: dict, override: dict) -> dict:
 def test_values_schema_is_portable_json_schema(values: Path) -> None:
     # The same verdict from an independent JSON Schema implementation (draft 7).
     defaults = yaml.safe_load((k.CHART / "values.yaml").read_text())
-    merged = _merge(defaults, yaml.safe_load(values.read_text()))
+    required = yaml.safe_load(k.REQUIRED_VALUES.read_text())
+    merged = _merge(_merge(defaults, required), yaml.safe_load(values.read_text()))
     errors = list(_schema_validator().iter_errors(merged))
     assert errors, f"{values.name} passes the schema"
 
@@ -110,7 +116,7 @@ def _notes(*values: Path, extra: tuple[str, ...] = ()) -> str:
         k.NAMESPACE,
         "--dry-run=client",
     ]
-    for v in values:
+    for v in (k.REQUIRED_VALUES, *values):
         cmd += ["--values", v]
     proc = k.run([*cmd, *extra])
     assert proc.returncode == 0, proc.stderr
@@ -125,7 +131,6 @@ def test_notes_say_how_to_reach_the_api() -> None:
     assert "create secret generic notification-gateway-secrets" in notes
     assert "--from-literal=SMTP_PASSWORD=" in notes
     assert "--from-literal=TWILIO_AUTH_TOKEN=" not in notes  # optional keys are not demanded
-    assert "identityKeys is empty" in notes
 
 
 def test_production_notes_point_at_the_restate_deployment() -> None:
@@ -138,7 +143,8 @@ def test_production_notes_point_at_the_restate_deployment() -> None:
 
 
 def test_notes_warn_when_operator_mode_keeps_same_namespace_peers() -> None:
-    notes = _notes(extra=("--set", "restate.mode=operator"))
+    same_namespace = "restate.peers[0].namespaceSelector=null"
+    notes = _notes(extra=("--set", "restate.mode=operator", "--set", same_namespace))
     assert "the NetworkPolicy will block Restate" in notes
 
 

@@ -36,6 +36,17 @@ app.kubernetes.io/part-of: notification-gateway
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* Labels of the registration Job and its pods: not the gateway's selector labels. */}}
+{{- define "notification-gateway.registrationLabels" -}}
+helm.sh/chart: {{ include "notification-gateway.chart" . }}
+app.kubernetes.io/name: {{ include "notification-gateway.name" . }}-register
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: notification-gateway
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: registration
+{{- end }}
+
 {{- define "notification-gateway.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "notification-gateway.fullname" .) .Values.serviceAccount.name }}
@@ -101,7 +112,13 @@ spec:
   {{- end }}
   topologySpreadConstraints:
     {{- if .Values.topologySpreadConstraints }}
-    {{- toYaml .Values.topologySpreadConstraints | nindent 4 }}
+    {{- range .Values.topologySpreadConstraints }}
+    {{- $constraint := deepCopy . }}
+    {{- if not (hasKey $constraint "labelSelector") }}
+    {{- $_ := set $constraint "labelSelector" (dict "matchLabels" (include "notification-gateway.selectorLabels" $ | fromYaml)) }}
+    {{- end }}
+    - {{ toYaml $constraint | indent 6 | trim }}
+    {{- end }}
     {{- else }}
     - maxSkew: 1
       topologyKey: kubernetes.io/hostname

@@ -24,7 +24,7 @@ import pytest
 from gateway._security_warnings import DEMO_WEBHOOK_SECRET
 from gateway.client import GatewayClient
 from gateway.engine import free_port
-from gateway.models import TaskRequest, TaskState
+from gateway.models import DeliveryState, TaskRequest, TaskState
 from tests.conftest import ENGINE_MODES
 from tests.security.guarded_gateway import Guarded, api_for, guarded_gateway, point_names_at
 
@@ -166,7 +166,14 @@ def test_on_notify_with_a_raw_apprise_url_is_refused(guarded: Guarded) -> None:
     refused = _ingress(guarded, task_id, "subscribe", admin_ssrf(guarded.counter.port))
     assert refused.status_code == 403 and "not open" in refused.text
     with GatewayClient(guarded.ingress) as client:
-        assert client.status(task_id).deliveries == []
+        # the refusal is recorded (a `/send` caller hears of it in status), nothing delivered
+        deadline = time.monotonic() + 20
+        while not (deliveries := client.status(task_id).deliveries):
+            assert time.monotonic() < deadline, "the refused subscriber was never recorded"
+            time.sleep(0.2)
+    assert {d.state for d in deliveries} == {DeliveryState.REJECTED}
+    assert all("not open" in (d.last_error or "") for d in deliveries)
+    assert all(str(guarded.counter.port) not in d.target for d in deliveries)
     assert guarded.counter.connections == before
 
 

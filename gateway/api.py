@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -46,6 +46,7 @@ from gateway._api_http import (
     read_body,
     validation_error,
 )
+from gateway._api_limits import ApiLimits, BodyLimits
 from gateway._api_models import (
     SUBSCRIPTION_ID_PATTERN,
     TASK_ID_PATTERN,
@@ -95,6 +96,7 @@ class ApiSettings:
     #: channels callers may subscribe on (None: every channel)
     channels: frozenset[str] | None = None
     public_url: str | None = None
+    limits: ApiLimits = field(default_factory=ApiLimits)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> ApiSettings:
@@ -102,7 +104,11 @@ class ApiSettings:
         return cls(keys=KeyRing(api.keys), hooks=dict(config.hooks),
                    max_body_bytes=api.max_body_bytes,
                    channels=None if api.channels is None else frozenset(api.channels),
-                   public_url=api.public_url)
+                   public_url=api.public_url,
+                   limits=ApiLimits(header_timeout=api.header_timeout,
+                                    body_timeout=api.body_timeout,
+                                    keep_alive_timeout=api.keep_alive_timeout,
+                                    max_connections=api.max_connections))
 
 
 class FrontDoor:
@@ -500,4 +506,5 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
                     "them. Errors are JSON: {error, message, fields}.",
     )
     boundary = _ErrorBoundary(app)
-    return (HttpServerSpans(boundary) if _trace.enabled() else boundary), door
+    traced = HttpServerSpans(boundary) if _trace.enabled() else boundary
+    return BodyLimits(traced, lambda: door.settings.limits.body_timeout), door

@@ -13,6 +13,9 @@ import httpx
 import pytest
 
 from gateway._api_limits import ApiLimits
+from gateway.api import ApiSettings
+from gateway.channels import discover_plugins
+from gateway.config import ConfigError, parse_config
 from tests.api.conftest import KEYS, MAX_BODY, api_config_file, api_url
 from tests.api.helpers import new_id
 from tests.security.limited_api import ApiThread, serve_limited
@@ -227,3 +230,29 @@ async def test_an_answer_before_a_slow_body_closes_the_connection(api_url: str) 
     assert time.monotonic() - started < 2 + 7
     assert await read_until_closed(reader, 10) == b""
     writer.close()
+
+
+def test_the_limits_are_read_from_the_yaml_file_with_safe_defaults() -> None:
+    plugins = discover_plugins()
+    defaults = ApiSettings.from_config(parse_config("{}", plugins=plugins, env={})).limits
+    assert defaults == ApiLimits(header_timeout=10, body_timeout=30, keep_alive_timeout=30,
+                                 max_connections=1000)
+    text = ("api:\n  header_timeout: 500ms\n  body_timeout: 1m\n  keep_alive_timeout: 5\n"
+            "  max_connections: 64\n")
+    limits = ApiSettings.from_config(parse_config(text, plugins=plugins, env={})).limits
+    assert limits == ApiLimits(header_timeout=0.5, body_timeout=60, keep_alive_timeout=5,
+                               max_connections=64)
+
+
+def test_bad_limits_are_errors_naming_the_line() -> None:
+    text = ("api:\n  header_timeout: 0\n  body_timeout: 2h\n  keep_alive_timeout: soon\n"
+            "  max_connections: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, plugins=discover_plugins(), source="gw.yaml", env={})
+    assert str(caught.value).splitlines() == [
+        "gw.yaml:2 api.header_timeout: Input should be greater than 0",
+        "gw.yaml:3 api.body_timeout: Input should be less than or equal to 3600",
+        "gw.yaml:4 api.keep_alive_timeout: 'soon' is not a duration; write seconds (90) or "
+        "30s, 5m, 2h",
+        "gw.yaml:5 api.max_connections: Input should be greater than or equal to 1",
+    ]

@@ -168,7 +168,7 @@ def _door(request: Request) -> FrontDoor:
 
 def _task_id_param(request: Request) -> str:
     task_id = str(request.path_params["task_id"])
-    if not _TASK_ID.match(task_id):
+    if not _TASK_ID.fullmatch(task_id):  # `$` of a match would let a final newline pass
         raise ApiError(404, "not_found", "no such task (task ids are letters, digits and "
                                          "_.:@-, at most 128)")
     return task_id
@@ -279,7 +279,7 @@ async def cancel_subscription(request: Request) -> Response:
     task_id = _task_id_param(request)
     sid = str(request.path_params["subscription_id"])
     missing = ApiError(404, "not_found", f"task {task_id!r} has no subscription {sid!r}")
-    if not _SUBSCRIPTION_ID.match(sid):
+    if not _SUBSCRIPTION_ID.fullmatch(sid):
         raise missing
     status = await door.restate.status(task_id)
     found = next((r for r in status.deliveries if r.subscription_id == sid), None)
@@ -431,7 +431,7 @@ async def _refused(request: Request, exc: Exception) -> Response:
 
 async def _restate_failed(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RestateFailed)
-    log.error("%s %s: %s", request.method, request.url.path, exc)
+    log.error("%s %s: %s", request.method, _printable(request.url.path), exc)
     if not exc.reachable:
         return error_response(ApiError(503, "restate_unavailable", str(exc),
                                        headers={"Retry-After": "1"}))
@@ -441,6 +441,14 @@ async def _restate_failed(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     body = ErrorBody(error="internal", message="unexpected error; it has been logged")
     return json_response(body, 500)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: object) -> str:
+    """``text`` for a log line: control characters (a newline could forge a line) escaped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
 class _ErrorBoundary:
@@ -464,7 +472,7 @@ class _ErrorBoundary:
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:  # the single error boundary of the API
-            log.error("%s %s failed: %s", scope.get("method"), scope.get("path"),
+            log.error("%s %s failed: %s", scope.get("method"), _printable(scope.get("path")),
                       type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
             if not started:
                 await _unexpected_raw(send)

@@ -63,6 +63,7 @@ from gateway._api_openapi import Header, Operation, PathParam, openapi_document
 from gateway._api_restate import HandlerRefused, RestateFailed, RestateLink
 from gateway._api_trace import HttpServerSpans, accept_task
 from gateway._inbound import HookRejected, MappingFailed, hook_task_id, task_request, verify
+from gateway._single_flight import SingleFlight
 from gateway.config import GatewayConfig, HookSource
 from gateway.config import Scope as KeyScope
 from gateway.errors import UserInputError
@@ -84,6 +85,8 @@ log = logging.getLogger("gateway.api")
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _SUBSCRIPTION_ID = re.compile(SUBSCRIPTION_ID_PATTERN)
 _HOOK_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: /metrics asks Restate for the waiting subscriptions at most this often (one query)
+METRICS_REFRESH_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -431,11 +434,14 @@ async def _refused(request: Request, exc: Exception) -> Response:
 
 async def _restate_failed(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RestateFailed)
+    # the details (Restate's internal URLs, its own messages) go to the log only
     log.error("%s %s: %s", request.method, _printable(request.url.path), exc)
     if not exc.reachable:
-        return error_response(ApiError(503, "restate_unavailable", str(exc),
+        return error_response(ApiError(503, "restate_unavailable", "Restate is not "
+                                       "reachable; try again shortly",
                                        headers={"Retry-After": "1"}))
-    return error_response(ApiError(502, "restate_error", str(exc)))
+    return error_response(ApiError(502, "restate_error", "Restate answered unexpectedly; "
+                                   "it has been logged"))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -501,8 +507,8 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
     routes = [Route(op.path, handlers[op.operation_id], methods=[op.method.upper()])
               for op in OPERATIONS]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
-    routes.append(Route("/metrics", _metrics.metrics_endpoint(restate.refresh_metrics),
-                        methods=["GET"]))
+    waiting = SingleFlight(restate.refresh_metrics, ttl=METRICS_REFRESH_SECONDS)
+    routes.append(Route("/metrics", _metrics.metrics_endpoint(waiting), methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers={
         ApiError: _api_error, HTTPException: _http_error, HandlerRefused: _refused,
         RestateFailed: _restate_failed, Exception: _unexpected,

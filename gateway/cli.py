@@ -338,13 +338,14 @@ def serve(
 ) -> None:
     """Serve the gateway's Restate endpoint and its HTTP API, on separate ports (no local
     engine): for containers and clusters."""
+    from gateway._identity_keys import parse_identity_keys
     from gateway.bootstrap import runtime_from_config
     from gateway.observability import setup_observability
     from gateway.server import ServeOptions, serve_gateway
 
+    keys = parse_identity_keys(identity_keys)  # fails closed on a blank value
     setup_observability()
     runtime, reload = runtime_from_config(config)
-    keys = [k.strip() for k in (identity_keys or "").split(",") if k.strip()]
     api = None
     if only is not Only.restate:
         admin = restate_admin_url or register_with or DEFAULT_ADMIN

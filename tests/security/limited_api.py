@@ -26,12 +26,13 @@ __all__ = ["ApiThread", "serve_limited"]
 class ApiThread:
     """The API served by :func:`serve_api` in a thread with its own event loop."""
 
-    def __init__(self, config: Path, engine: LocalEngine, limits: ApiLimits) -> None:
+    def __init__(self, config: Path, engine: LocalEngine, limits: ApiLimits,
+                 link: type[RestateLink] = RestateLink) -> None:
         runtime, settings = load_api(config)
         # the default body limit (the session's API has a small one): a 100000-byte body fits
         self.settings = replace(settings, limits=limits, max_body_bytes=1_048_576)
         self.runtime = runtime
-        self.link = RestateLink(engine.ingress_url, engine.admin_url)
+        self.link = link(engine.ingress_url, engine.admin_url)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -66,13 +67,13 @@ class ApiThread:
 
 @pytest.fixture
 def serve_limited(gateway: str, restate_server: LocalEngine,
-                  api_config_file: Path) -> Iterator[Callable[[ApiLimits], ApiThread]]:
-    """Start the API with the given limits (in front of the session's Restate and gateway);
-    stopped at the end of the test."""
+                  api_config_file: Path) -> Iterator[Callable[..., ApiThread]]:
+    """Start the API with the given limits (and link class) in front of the session's
+    Restate and gateway; stopped at the end of the test."""
     started: list[ApiThread] = []
 
-    def start(limits: ApiLimits) -> ApiThread:
-        api = ApiThread(api_config_file, restate_server, limits).start()
+    def start(limits: ApiLimits, link: type[RestateLink] = RestateLink) -> ApiThread:
+        api = ApiThread(api_config_file, restate_server, limits, link).start()
         started.append(api)
         return api
 

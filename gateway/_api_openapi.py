@@ -24,6 +24,7 @@ _ERRORS = {
     401: "No API key, an unknown key (or, for hooks, a signature that does not verify).",
     403: "The API key lacks the scope this operation needs.",
     404: "No such task, subscription or hook source.",
+    408: "The body did not arrive within api.body_timeout; the connection is closed.",
     409: "The subscription is no longer waiting (delivered, failed or skipped).",
     413: "The body is larger than the configured limit (api.max_body_bytes).",
     422: "The request does not fit the schema, or a subscriber is refused by its channel.",

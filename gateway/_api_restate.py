@@ -7,6 +7,7 @@ event loop and closed by :meth:`RestateLink.aclose`; never a client per request.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from gateway._metrics import SUBSCRIPTIONS_WAITING
 from gateway.models import DeliveryReceipt, Subscription, TaskStatus
 
 __all__ = ["RestateFailed", "RestateLink", "Started"]
+
+log = logging.getLogger("gateway.api")
 
 SERVICE = "AsyncNotificationsAgent"
 RECEIPTS = "TaskDeliveries"
@@ -208,15 +211,26 @@ class RestateLink:
         Deliberately not whether the service is registered: registration needs a ready pod
         (a Kubernetes Service routes only to ready pods, the Restate operator registers a
         version once its pods are ready), so waiting on it here would never end."""
+        reason = await self._not_ready()
+        if reason is not None:  # the log names Restate's URLs, the answer does not
+            log.warning("not ready: %s (Restate ingress %s, admin API %s)", reason[1],
+                        self.ingress_url, self.admin_url)
+            return reason[0]
+        return None
+
+    async def _not_ready(self) -> tuple[str, str] | None:
+        """(why, for the caller; why, for the log) or None."""
         try:
             health = await self._request("GET", f"{self.ingress_url}/restate/health")
             admin = await self._request("GET", f"{self.admin_url}/health")
         except RestateFailed as exc:
-            return str(exc)
+            return "Restate is not reachable", str(exc)
         if health.status_code != 200:
-            return f"the Restate ingress answered HTTP {health.status_code} to /restate/health"
+            why = f"the Restate ingress answered HTTP {health.status_code} to its health check"
+            return why, why
         if admin.status_code != 200:
-            return f"the Restate admin API answered HTTP {admin.status_code} to /health"
+            why = f"the Restate admin API answered HTTP {admin.status_code} to its health check"
+            return why, why
         return None
 
 

@@ -1,6 +1,10 @@
 """Restate request identity keys: ``publickeyv1_`` followed by the base58 of a 32-byte Ed25519
 public key. The gateway checks the keys it is given once, at start, so a placeholder or a typo is
-a one-line error naming ``GATEWAY_IDENTITY_KEYS`` instead of a traceback from the SDK."""
+a one-line error naming ``GATEWAY_IDENTITY_KEYS`` instead of a traceback from the SDK.
+
+Given (``--identity-keys`` or ``GATEWAY_IDENTITY_KEYS``), they must be usable: a blank value or
+an empty item is refused, never read as "no keys", which would silently turn the verification
+off. Not given at all: the endpoint is not verified (local use, or guarded by the network)."""
 
 from __future__ import annotations
 
@@ -53,17 +57,25 @@ def _key_problem(key: str) -> str | None:
 
 
 def parse_identity_keys(text: str | None, source: str = "GATEWAY_IDENTITY_KEYS") -> list[str]:
-    """The comma-separated keys of ``text`` (none when unset or empty); a key that is not a
-    Restate public key raises UserInputError naming ``source`` and what to put there."""
-    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
-    for key in keys:
+    """The comma-separated keys of ``text``; [] when not given (None). A blank value, an empty
+    item or a key that is not a Restate public key raises UserInputError naming ``source``."""
+    if text is None:
+        return []
+    keys = [k.strip() for k in text.split(",")]
+    if not any(keys):
+        raise UserInputError(f"{source} is blank: give the Restate server's {KEY_PREFIX}... "
+                             "keys, or unset it to serve without request verification")
+    for i, key in enumerate(keys, 1):
+        if not key:
+            raise UserInputError(f"{source}: item {i} of {len(keys)} is empty; remove the "
+                                 "extra comma")
         problem = _key_problem(key)
         if problem is not None:
             shown = key if len(key) <= 60 else key[:57] + "..."
             raise UserInputError(
-                f"{source}: {shown!r} {problem}: set the public key of the Restate cluster's "
-                f"request signing key ({KEY_PREFIX} + base58 of {_KEY_BYTES} bytes, which "
-                "restate-server logs as 'Loaded request identity key' at start)")
+                f"{source}: item {i} {shown!r} {problem}: set the public key of the Restate "
+                f"cluster's request signing key ({KEY_PREFIX} + base58 of {_KEY_BYTES} bytes, "
+                "which restate-server logs as 'Loaded request identity key' at start)")
     return keys
 
 

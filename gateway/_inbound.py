@@ -80,10 +80,9 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def _check_time(value: str, header: str, now: float) -> int:
-    try:
-        timestamp = int(value)
-    except ValueError:
-        raise HookRejected(f"{header} is not unix seconds") from None
+    if not re.fullmatch(r"[0-9]{1,12}", value):  # a huge number would overflow the check
+        raise HookRejected(f"{header} is not unix seconds")
+    timestamp = int(value)
     if abs(now - timestamp) > WINDOW_SECONDS:
         raise HookRejected(f"{header} is more than {WINDOW_SECONDS // 60} minutes off: a "
                            "stale or replayed delivery, or a clock that is wrong")

@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -46,6 +46,7 @@ from gateway._api_http import (
     read_body,
     validation_error,
 )
+from gateway._api_limits import ApiLimits, BodyLimits
 from gateway._api_models import (
     SUBSCRIPTION_ID_PATTERN,
     TASK_ID_PATTERN,
@@ -70,6 +71,7 @@ from gateway._inbound import (
     task_request,
     verify,
 )
+from gateway._single_flight import SingleFlight
 from gateway.channels import check_untrusted
 from gateway.config import GatewayConfig, HookSource
 from gateway.config import Scope as KeyScope
@@ -92,6 +94,8 @@ log = logging.getLogger("gateway.api")
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _SUBSCRIPTION_ID = re.compile(SUBSCRIPTION_ID_PATTERN)
 _HOOK_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: /metrics asks Restate for the waiting subscriptions at most this often (one query)
+METRICS_REFRESH_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class ApiSettings:
     #: channels callers may subscribe on (None: those of the built-in named plugins)
     channels: frozenset[str] | None = None
     public_url: str | None = None
+    limits: ApiLimits = field(default_factory=ApiLimits)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> ApiSettings:
@@ -111,7 +116,11 @@ class ApiSettings:
         return cls(keys=KeyRing(api.keys), hooks=dict(config.hooks),
                    max_body_bytes=api.max_body_bytes,
                    channels=None if api.channels is None else frozenset(api.channels),
-                   public_url=api.public_url)
+                   public_url=api.public_url,
+                   limits=ApiLimits(header_timeout=api.header_timeout,
+                                    body_timeout=api.body_timeout,
+                                    keep_alive_timeout=api.keep_alive_timeout,
+                                    max_connections=api.max_connections))
 
 
 class FrontDoor:
@@ -169,7 +178,7 @@ def _door(request: Request) -> FrontDoor:
 
 def _task_id_param(request: Request) -> str:
     task_id = str(request.path_params["task_id"])
-    if not _TASK_ID.match(task_id):
+    if not _TASK_ID.fullmatch(task_id):  # `$` of a match would let a final newline pass
         raise ApiError(404, "not_found", "no such task (task ids are letters, digits and "
                                          "_.:@-, at most 128)")
     return task_id
@@ -295,7 +304,7 @@ async def cancel_subscription(request: Request) -> Response:
     key = workflow_key(caller, task_id)
     sid = str(request.path_params["subscription_id"])
     missing = ApiError(404, "not_found", f"task {task_id!r} has no subscription {sid!r}")
-    if not _SUBSCRIPTION_ID.match(sid):
+    if not _SUBSCRIPTION_ID.fullmatch(sid):
         raise missing
     status = await door.restate.status(key)
     found = next((r for r in status.deliveries if r.subscription_id == sid), None)
@@ -383,7 +392,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/v1/tasks", "createTask", "Start a task", "submit",
               {201: ("Started.", TaskCreated), 200: ("Started before: the same task.",
                                                      TaskCreated)},
-              errors=(400, 401, 403, 413, 422), request=TaskCreate,
+              errors=(400, 401, 403, 408, 413, 422), request=TaskCreate,
               headers=(Header("Idempotency-Key", "The same key (per API key) is the same "
                               "task: a repeat answers 200 with it instead of starting another."),),
               response_headers={201: ("Location",), 200: ("Location",)},
@@ -398,7 +407,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "Subscribe to a task, at any time", "subscribe",
               {201: ("Subscribed (the same subscriber again is the same subscription).",
                      SubscriptionOut)},
-              errors=(400, 401, 403, 404, 413, 422), request=SubscriptionCreate,
+              errors=(400, 401, 403, 404, 408, 413, 422), request=SubscriptionCreate,
               params=(_TASK,),
               description="After the task finished, the outcome is delivered at once."),
     Operation("delete", "/v1/tasks/{task_id}/subscriptions/{subscription_id}",
@@ -410,7 +419,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/v1/hooks/{source}", "receiveHook", "Inbound webhook of a source", None,
               {201: ("A task was started.", TaskCreated),
                200: ("A retry of a delivery seen before: the same task.", TaskCreated)},
-              errors=(400, 401, 404, 413, 422),
+              errors=(400, 401, 404, 408, 413, 422),
               params=(PathParam("source", _HOOK_NAME, "A source named in hooks:."),),
               headers=(Header("webhook-id", "Standard Webhooks: the delivery id."),
                        Header("webhook-timestamp", "Standard Webhooks: unix seconds."),
@@ -452,16 +461,27 @@ async def _refused(request: Request, exc: Exception) -> Response:
 
 async def _restate_failed(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RestateFailed)
-    log.error("%s %s: %s", request.method, request.url.path, exc)
+    # the details (Restate's internal URLs, its own messages) go to the log only
+    log.error("%s %s: %s", request.method, _printable(request.url.path), exc)
     if not exc.reachable:
-        return error_response(ApiError(503, "restate_unavailable", str(exc),
+        return error_response(ApiError(503, "restate_unavailable", "Restate is not "
+                                       "reachable; try again shortly",
                                        headers={"Retry-After": "1"}))
-    return error_response(ApiError(502, "restate_error", str(exc)))
+    return error_response(ApiError(502, "restate_error", "Restate answered unexpectedly; "
+                                   "it has been logged"))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     body = ErrorBody(error="internal", message="unexpected error; it has been logged")
     return json_response(body, 500)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: object) -> str:
+    """``text`` for a log line: control characters (a newline could forge a line) escaped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
 class _ErrorBoundary:
@@ -485,7 +505,7 @@ class _ErrorBoundary:
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:  # the single error boundary of the API
-            log.error("%s %s failed: %s", scope.get("method"), scope.get("path"),
+            log.error("%s %s failed: %s", scope.get("method"), _printable(scope.get("path")),
                       type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
             if not started:
                 await _unexpected_raw(send)
@@ -514,8 +534,8 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
     routes = [Route(op.path, handlers[op.operation_id], methods=[op.method.upper()])
               for op in OPERATIONS]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
-    routes.append(Route("/metrics", _metrics.metrics_endpoint(restate.refresh_metrics),
-                        methods=["GET"]))
+    waiting = SingleFlight(restate.refresh_metrics, ttl=METRICS_REFRESH_SECONDS)
+    routes.append(Route("/metrics", _metrics.metrics_endpoint(waiting), methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers={
         ApiError: _api_error, HTTPException: _http_error, HandlerRefused: _refused,
         RestateFailed: _restate_failed, Exception: _unexpected,
@@ -527,4 +547,5 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
                     "them. Errors are JSON: {error, message, fields}.",
     )
     boundary = _ErrorBoundary(app)
-    return (HttpServerSpans(boundary) if _trace.enabled() else boundary), door
+    traced = HttpServerSpans(boundary) if _trace.enabled() else boundary
+    return BodyLimits(traced, lambda: door.settings.limits.body_timeout), door

@@ -102,6 +102,8 @@ def _duration(value: object) -> object:
 
 
 Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+#: a timeout of the public API: at most an hour
+ApiTimeout = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=3600)]
 
 
 def _text_target(value: object) -> object:
@@ -367,6 +369,15 @@ class ApiConfig(Section):
         "subscribe on (default: the channels of the email, slack, sms and webhook plugins)")
     public_url: str | None = Field(
         None, description="base URL of the API as callers see it, for status_url")
+    # the API's own connection limits (the Restate endpoint keeps its raised ones)
+    header_timeout: ApiTimeout = Field(10.0, description="a request head must be complete "
+                                       "this long after the connection (or its first byte)")
+    body_timeout: ApiTimeout = Field(30.0, description="a request body must be complete this "
+                                     "long after its head, else 408")
+    keep_alive_timeout: ApiTimeout = Field(30.0, description="idle connections between "
+                                           "requests are closed after this")
+    max_connections: int = Field(1000, ge=1, le=100_000, description="open connections at "
+                                 "most; past it new ones are closed at once")
 
     @field_validator("public_url")
     @classmethod

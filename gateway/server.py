@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from restate.server import install_shutdown_hook
 
+from gateway._api_server import serve_api
 from gateway._metrics import metrics_app
 from gateway.engine import register_deployment
 from gateway.errors import EngineError
@@ -138,7 +139,8 @@ async def serve_gateway(
     if api is not None:
         link = RestateLink(api.ingress_url, api.admin_url)
         api_app, door = create_api(api.settings, current_runtime, link)
-        servers.append(asyncio.create_task(serve_app(api_app, api.host, api.port, stop)))
+        servers.append(asyncio.create_task(serve_api(api_app, api.host, api.port,
+                                                     api.settings.limits, stop)))
         listening.append((api.host, api.port))
 
         def reload_all() -> None:

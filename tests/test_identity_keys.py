@@ -17,12 +17,14 @@ RESTATE_LOGGED = "publickeyv1_25NcHjMTi4pSAxdRgFPr2j7NT3X1E52w4GMPNrzRQ2hx"
 def test_keys_round_trip_and_match_restates_encoding() -> None:
     for raw in (os.urandom(32), b"\0" * 3 + os.urandom(29), b"\xff" * 32):
         key = encode_public_key(raw)
-        assert parse_identity_keys(f" {key} ,") == [key]
+        assert parse_identity_keys(f" {key} ") == [key]
     assert parse_identity_keys(RESTATE_LOGGED) == [RESTATE_LOGGED]
 
 
-def test_unset_or_empty_means_no_keys() -> None:
-    assert parse_identity_keys(None) == [] and parse_identity_keys("") == []
+def test_unset_means_no_keys_and_empty_fails_closed() -> None:
+    assert parse_identity_keys(None) == []
+    with pytest.raises(UserInputError, match="is blank"):
+        parse_identity_keys("")
 
 
 @pytest.mark.parametrize(("key", "problem"), [

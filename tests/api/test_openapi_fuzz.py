@@ -115,6 +115,27 @@ def _steer(case: Any, operation_id: str, draw: Any, known: list[tuple[str, str]]
             case.body.pop(key, None)
 
 
+#: control characters (and an id made of them) put into path parameters
+_CONTROL = st.sampled_from(["\n", "\r", "\r\n", "\x00", "\t", "\x1b", "\x7f", "\x85"])
+
+
+def _with_control_characters(case: Any, draw: Any, known: list[tuple[str, str]]) -> None:
+    """Some cases get a control character in, before or after a path parameter (of a task
+    that exists, sometimes): each must be a documented 4xx, never a 5xx."""
+    params = case.path_parameters or {}
+    if not params or not draw(st.integers(0, 3)) == 0:
+        return
+    name = draw(st.sampled_from(sorted(params)))
+    value = str(params[name])
+    if name in ("task_id", "subscription_id") and draw(st.booleans()):
+        value = dict(zip(("task_id", "subscription_id"), draw(st.sampled_from(known)),
+                         strict=True))[name]
+    where = draw(st.sampled_from(["end", "start", "middle"]))
+    ctl = draw(_CONTROL)
+    params[name] = {"end": value + ctl, "start": ctl + value,
+                    "middle": value[:1] + ctl + value[1:]}[where]
+
+
 def _explore(operation: Any, operation_id: str, mode: GenerationMode,
              known: list[tuple[str, str]], url: str, auth: dict[str, str]) -> None:
     """Up to EXAMPLES generated requests of one operation in one mode, each answer checked."""
@@ -125,6 +146,7 @@ def _explore(operation: Any, operation_id: str, mode: GenerationMode,
     def check(case: Any, data: st.DataObject) -> None:
         if mode is GenerationMode.POSITIVE:
             _steer(case, operation_id, data.draw, known)
+        _with_control_characters(case, data.draw, known)
         response = case.call(base_url=url, headers=auth)
         case.validate_response(response, checks=CHECKS)
 

@@ -35,6 +35,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict
 
+from gateway._template_limits import LimitedSandbox, render_limited
 from gateway.text import shorten
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "TemplateProblem",
     "TemplateSet",
     "compile_set",
+    "render_field",
     "slack_escape",
 ]
 
@@ -128,9 +130,10 @@ def _json_finalize(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, where touching an unsafe attribute is an error at once (the
-    stock sandbox renders it as empty text, which hides the mistake)."""
+class _Sandbox(LimitedSandbox):
+    """The immutable sandbox with resource limits (:mod:`gateway._template_limits`), where
+    touching an unsafe attribute is an error at once (the stock sandbox renders it as empty
+    text, which hides the mistake)."""
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(
@@ -296,5 +299,6 @@ DEFAULT_TEMPLATES = TemplateSet(
 
 
 def render_field(template: Template, scope: Mapping[str, Any]) -> str:
-    """Render one compiled field (errors propagate as jinja2 errors)."""
-    return template.render(scope)
+    """Render one compiled field within the sandbox's limits (errors propagate as jinja2
+    errors)."""
+    return render_limited(template, scope)

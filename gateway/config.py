@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from gateway._templates import TemplateSet
+from gateway._yaml_limits import MAX_CONFIG_BYTES, YamlLimitError, check_size
 from gateway.errors import ConfigError, TaskInputError
 from gateway.models import Outcome, RetryPolicy, Subscription, Target
 
@@ -559,7 +560,13 @@ def load_config(
     """Read and validate the configuration file at ``path`` (see :func:`parse_config`)."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:  # never more than the limit into memory
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                check_size(max(os.fstat(file.fileno()).st_size, len(raw)))
+        text = raw.decode("utf-8")
+    except YamlLimitError as exc:
+        raise ConfigError([f"{source}: {exc.message}"]) from None
     except FileNotFoundError:
         raise ConfigError([
             f"{source}: no such file; give the path with --config or {CONFIG_ENV_VAR}"

@@ -35,6 +35,7 @@ from gateway._templates import (
     TemplateProblem,
     TemplateSet,
     compile_set,
+    render_field,
 )
 from gateway.channels import ChannelInstance, Message, MessageKind
 from gateway.errors import ConfigError, RenderError
@@ -243,7 +244,7 @@ class RenderedParts(BaseModel):
 def _run(chosen: CompiledSet | None, field: str, template: Template,
          scope: Mapping[str, Any]) -> str:
     try:
-        return template.render(scope)
+        return render_field(template, scope)
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
         name = chosen.name if chosen is not None else _DEFAULT
         raise RenderError(f"template {name!r} {field}: {type(exc).__name__}: {exc}") from None

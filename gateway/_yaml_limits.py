@@ -3,8 +3,11 @@
 A configuration file is read whole, so every cost it can cause is bounded before the document
 is built: its size, how deep it nests, how many aliases it uses and how many values it stands
 for once every alias is expanded (an "alias bomb" of a few hundred bytes otherwise expands to
-billions of values). Going over a limit is a :class:`YamlLimitError` naming the line and the
-limit, never a ``MemoryError`` or ``RecursionError``.
+billions of values). The limits are checked on the parser's event stream first (libyaml's, in
+C, when PyYAML has it: a hostile file is refused in well under a second, before any Python
+object is built), then again while the document is composed. Going over a limit is a
+:class:`YamlLimitError` naming the line and the limit, never a ``MemoryError`` or
+``RecursionError``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ __all__ = [
     "MAX_VALUES",
     "BoundedLoader",
     "YamlLimitError",
+    "check_events",
     "check_size",
 ]
 
@@ -47,6 +51,57 @@ def check_size(size: int) -> None:
     if size > MAX_CONFIG_BYTES:
         raise YamlLimitError(None, f"the file is {size:,} bytes; a configuration file may have "
                                    f"at most 1 MiB ({MAX_CONFIG_BYTES:,} bytes)")
+
+
+_EventLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed
+
+
+def check_events(text: str) -> type[yaml.SafeLoader]:
+    """Refuse ``text`` if its event stream nests deeper than :data:`MAX_DEPTH`, uses more than
+    :data:`MAX_ALIASES` aliases or stands for more than :data:`MAX_VALUES` values.
+
+    Returns the loader to compose it with: libyaml's (fast) when the text parsed cleanly within
+    the limits, else :class:`BoundedLoader`, whose syntax errors are the ones users know."""
+    anchors: dict[str, int | None] = {}  # None: the anchored collection is still open
+    stack: list[list[Any]] = [[None, 0]]  # per open collection: [anchor, its size so far]
+    total = aliases = 0
+    try:
+        for event in yaml.parse(text, Loader=_EventLoader):
+            line = event.start_mark.line + 1 if event.start_mark is not None else None
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise YamlLimitError(line, f"more than {MAX_ALIASES:,} aliases (*name); "
+                                               "write the values out or use fewer anchors")
+                size = anchors.get(str(event.anchor), 0)
+                if size is None:
+                    raise YamlLimitError(line, "an alias refers to a value that contains it")
+                stack[-1][1] += size
+                total += size
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor is not None:
+                    anchors[event.anchor] = 1
+                stack[-1][1] += 1
+                total += 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                if len(stack) > MAX_DEPTH:
+                    raise YamlLimitError(line, f"nested more than {MAX_DEPTH} levels deep; a "
+                                               "configuration needs far fewer")
+                if event.anchor is not None:
+                    anchors[event.anchor] = None
+                stack.append([event.anchor, 1])
+                total += 1
+            elif isinstance(event, yaml.CollectionEndEvent) and len(stack) > 1:
+                anchor, size = stack.pop()
+                if anchor is not None:
+                    anchors[anchor] = size
+                stack[-1][1] += size
+            if total > MAX_VALUES:
+                raise YamlLimitError(line, f"the document expands to more than {MAX_VALUES:,} "
+                                           "values (aliases counted each time they are used)")
+    except yaml.YAMLError:
+        return BoundedLoader
+    return _EventLoader if _EventLoader is not yaml.SafeLoader else BoundedLoader
 
 
 class BoundedLoader(yaml.SafeLoader):

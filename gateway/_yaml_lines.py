@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from gateway._yaml_limits import BoundedLoader, YamlLimitError, check_size
+from gateway._yaml_limits import YamlLimitError, check_events, check_size
 
 __all__ = [
     "EnvResolution",
@@ -116,9 +116,9 @@ def parse_yaml(text: str) -> YamlDocument:
     Size, nesting, aliases and expanded size are bounded (:mod:`gateway._yaml_limits`)."""
     try:
         check_size(len(text.encode("utf-8")))
+        loader = check_events(text)(text)
     except YamlLimitError as exc:
-        raise YamlSyntaxError(None, f"YAML: {exc.message}") from None
-    loader = BoundedLoader(text)
+        raise YamlSyntaxError(exc.line, f"YAML: {exc.message}") from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

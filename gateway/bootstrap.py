@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway._redaction import secret_values
 from gateway.agent import AgentSpec, build_agent
 from gateway.channels import ChannelPlugin, Channels, discover_plugins
 from gateway.errors import ConfigError
@@ -37,10 +38,11 @@ def build_runtime(
     found = discover_plugins() if plugins is None else plugins
     specs = {spec.name: spec for spec in (agents or [])}
     specs.setdefault("default", AgentSpec("default"))
+    channels = Channels.from_plugins(found, channel_overrides or {})
     return Runtime(
-        channels=Channels.from_plugins(found, channel_overrides or {}),
+        channels=channels,
         agents={name: build_agent(spec) for name, spec in specs.items()},
-        redact=redactor(secrets or []),
+        redact=redactor([*(secrets or []), *channels.secret_values()]),
         public_url=public_url,
     )
 
@@ -54,11 +56,15 @@ def runtime_for(config: GatewayConfig, plugins: Mapping[str, ChannelPlugin], *,
     configured = {**config.channel_instances(), **(channel_overrides or {})}
     specs = [AgentSpec(name, a.model, a.instructions, a.deadline, a.max_attempts, a.timeout)
              for name, a in config.agents.items()]
+    channels = Channels.from_plugins(plugins, configured, shared=shared)
+    # one redaction set: ${ENV} values, secret fields of the file (hooks, channel options)
+    # and what plugins read from the environment themselves (SMTP_PASSWORD...)
+    secrets = [*config.secret_values(), *secret_values(config), *channels.secret_values()]
     return Runtime(
-        channels=Channels.from_plugins(plugins, configured, shared=shared),
+        channels=channels,
         agents={spec.name: build_agent(spec) for spec in specs},
         renderer=Renderer.from_config(config),
-        redact=redactor(config.secret_values()),
+        redact=redactor(secrets),
         route=config.route,
         public_url=public_url,
     )

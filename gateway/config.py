@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway._redaction import MARKER
 from gateway._templates import TemplateSet
 from gateway._yaml_limits import MAX_CONFIG_BYTES, YamlLimitError, check_size
 from gateway.errors import ConfigError, TaskInputError
@@ -135,7 +136,7 @@ class Section(BaseModel):
         for name, value in super().__repr_args__():
             text = repr(value)
             for secret in self._secrets:
-                text = text.replace(secret, "***")
+                text = text.replace(secret, MARKER)
             yield name, _ReprText(text)
 
 
@@ -460,9 +461,9 @@ class GatewayConfig(Section):
         return self._secrets
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret value replaced by ``***``."""
+        """``text`` with every secret value replaced by ``[redacted]``."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, MARKER)
         return text
 
     def agent(self, name: str) -> AgentConfig:

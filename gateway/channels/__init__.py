@@ -1,5 +1,7 @@
 """Channels: the plugin contract and the entry-point registry."""
 
+from gateway._redaction import MARKER as REDACTED
+from gateway._redaction import SECRET
 from gateway.channels._base import Channel, Message, MessageKind, NoOptions, SendReceipt
 from gateway.channels._registry import (
     ENTRY_POINT_GROUP,
@@ -12,6 +14,8 @@ from gateway.channels._registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "REDACTED",
+    "SECRET",
     "Channel",
     "ChannelInstance",
     "ChannelPlugin",

@@ -14,21 +14,30 @@ import base64
 import io
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
 import pytest
 import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.bootstrap import runtime_for
-from gateway.channels import discover_plugins
+from gateway.bootstrap import build_runtime, runtime_for
+from gateway.channels import (
+    SECRET,
+    Channel,
+    ChannelPlugin,
+    Message,
+    SendReceipt,
+    discover_plugins,
+)
 from gateway.client import GatewayClient
 from gateway.config import load_config
 from gateway.engine import free_port
@@ -208,3 +217,30 @@ def test_every_plugin_environment_secret_joins_the_redaction_set(
         for spelling in spellings(value):
             assert runtime.redact(f"<{spelling}>") == "<[redacted]>", (value, spelling)
     assert runtime.redact("an ordinary line") == "an ordinary line"
+
+
+class _MarkedOptions(BaseModel):
+    """A third-party plugin's options: a plain-text secret marked as such, with an
+    environment default, and an ordinary field that is not a secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: str = Field(default_factory=lambda: os.environ.get("ACME_API_KEY", ""),
+                         json_schema_extra=SECRET)
+    region: str = "eu-west-1"
+
+
+class _MarkedChannel(Channel[_MarkedOptions]):
+    name: ClassVar[str] = "acme"
+    Options: ClassVar[type[BaseModel]] = _MarkedOptions
+
+    async def send(self, message: Message, options: _MarkedOptions) -> SendReceipt:
+        raise NotImplementedError
+
+
+def test_a_field_marked_secret_in_a_third_party_plugin_joins_the_redaction_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_API_KEY", "acme-env-key-123")
+    plugins = {"acme": ChannelPlugin("acme", _MarkedChannel, "gateway-channel-acme", "1.0")}
+    runtime = build_runtime(plugins=plugins)
+    assert runtime.redact("key=acme-env-key-123 in eu-west-1") == "key=[redacted] in eu-west-1"

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway._template_limits import TemplateLimitError, render_limited
-from gateway._templates import environment
+from gateway._templates import TOO_DEEP, environment
 from gateway.channels import format_validation_error
 from gateway.config import HmacScheme, HookSource
 from gateway.models import TaskRequest
@@ -167,6 +167,9 @@ def template_problems(hook: HookSource) -> list[tuple[tuple[str, ...], int | Non
             continue
         except TemplateError as exc:
             problems.append((where, None, str(exc)))
+            continue
+        except RecursionError:
+            problems.append((where, None, TOO_DEEP))
             continue
         try:  # on an empty payload: a template that blows up whatever it gets
             render_limited(compiled, {"payload": {}, "source": "sample", "webhook_id": "1"})

@@ -41,6 +41,7 @@ from gateway.text import shorten
 __all__ = [
     "DEFAULT_TEMPLATES",
     "FIELDS",
+    "TOO_DEEP",
     "CompiledSet",
     "SlackText",
     "TemplateProblem",
@@ -51,6 +52,9 @@ __all__ = [
 ]
 
 EnvName = Literal["plain", "html", "slack", "json"]
+
+#: the problem of a template whose expressions or blocks nest too deeply to compile
+TOO_DEEP = "nested too deeply to compile; split it up"
 
 #: the environment each field is rendered in
 FIELDS: dict[str, EnvName] = {
@@ -218,6 +222,8 @@ def compile_set(name: str, templates: TemplateSet) -> tuple[CompiledSet, list[Te
             problems.append(TemplateProblem(name, field, exc.lineno, message))
         except TemplateError as exc:
             problems.append(TemplateProblem(name, field, None, str(exc)))
+        except RecursionError:
+            problems.append(TemplateProblem(name, field, None, TOO_DEEP))
     return CompiledSet(name, compiled, slack_text), problems
 
 

@@ -89,7 +89,8 @@ def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None]]
         try:
             config = load_config(config_path, plugins=plugins)
         except ConfigError as exc:
-            log.error("configuration reload refused; keeping the running one:\n%s", exc)
+            log.error("configuration reload refused; keeping the running one: %s",
+                      "; ".join(exc.errors))
             return
         state["runtime"] = runtime_for(config, plugins, shared=state["runtime"].channels)
         install_runtime(state["runtime"])

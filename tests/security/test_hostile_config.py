@@ -104,6 +104,8 @@ HOSTILE = [
             "a format width of a million or more"),
     Hostile("recursion", lambda: _template("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"),
             "recurses too deeply"),
+    Hostile("deep-template", lambda: _template("{{ " + "(" * 10_000 + "1" + ")" * 10_000 + " }}"),
+            "nested too deeply to compile"),
     Hostile("hook-prompt", lambda: _hook("{{ 'a' * 300000000 }}"),
             "hooks.orders.prompt: fails on an empty payload"),
 ]

@@ -18,6 +18,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -100,16 +101,25 @@ class _TattleHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def tattling_receiver() -> Iterator[str]:
-    handler = type("Handler", (_TattleHandler,), {"secret": ENV_WEBHOOK_SECRET})
+@contextmanager
+def tattler(secret: str) -> Iterator[str]:
+    """A webhook receiver (its URL) whose refusals name ``secret``."""
+    handler = type("Handler", (_TattleHandler,), {"secret": secret})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def tattling_receiver() -> Iterator[str]:
+    with tattler(ENV_WEBHOOK_SECRET) as url:
+        yield url
 
 
 @pytest.fixture
@@ -159,7 +169,8 @@ def env_only_runtime(tmp_path: Path, refusing_smtp: Controller,
         set_redactor(None)
 
 
-def _failed_receipt(client: GatewayClient, target: str) -> tuple[str, dict[str, Any]]:
+def _failed_receipt(client: GatewayClient, target: str | Subscription
+                    ) -> tuple[str, dict[str, Any]]:
     task_id = f"env-secret-{uuid.uuid4().hex[:10]}"
     client.submit(task_id, TaskRequest(prompt="Report", subscriptions=[
         Subscription.parse(target)]))
@@ -191,6 +202,19 @@ def test_a_webhook_secret_from_the_environment_never_reaches_errors_or_logs(
         "HTTP 400 signature does not match [redacted] (permanent)"), receipt
     lines = debug_logs.getvalue().splitlines()
     assert leaks([*lines, status, json.dumps(receipt)], ENV_WEBHOOK_SECRET) == []
+
+
+def test_a_subscribers_own_webhook_secret_never_reaches_its_receipt(
+        gateway: str, client: GatewayClient, env_only_runtime: Runtime,
+        debug_logs: io.StringIO) -> None:
+    own = "whsec_" + base64.b64encode(b"the-subscriber's-own-signing-key").decode()
+    with tattler(own) as url:
+        subscriber = Subscription.parse({"channel": "env-webhook", "target": f"{url}/hooks/y",
+                                         "options": {"secret": own}})
+        status, receipt = _failed_receipt(client, subscriber)
+    assert receipt["last_error"].endswith(
+        "HTTP 400 signature does not match [redacted] (permanent)"), receipt
+    assert leaks([status, json.dumps(receipt)], own) == []
 
 
 def test_every_plugin_environment_secret_joins_the_redaction_set(

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway._redaction import MARKER
+from gateway._redaction import MARKER, MIN_SECRET_LENGTH
 from gateway._yaml_lines import (
     KeyPath,
     YamlDocument,
@@ -28,7 +28,6 @@ from gateway._yaml_lines import (
 )
 from gateway.channels import Channel, ChannelPlugin
 from gateway.config import (
-    MIN_SECRET_LENGTH,
     AgentConfig,
     ApiConfig,
     ChannelConfig,

@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway._redaction import MARKER
+from gateway._redaction import MARKER, MIN_SECRET_LENGTH
 from gateway._templates import TemplateSet
 from gateway._yaml_limits import MAX_CONFIG_BYTES, YamlLimitError, check_size
 from gateway.errors import ConfigError, TaskInputError
@@ -72,8 +72,6 @@ __all__ = [
 DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
 CONFIG_ENV_VAR = "GATEWAY_CONFIG"
 DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
-#: a resolved value shorter than this is not redacted (it would mangle unrelated text)
-MIN_SECRET_LENGTH = 4
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")

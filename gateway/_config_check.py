@@ -17,6 +17,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from gateway._redaction import MARKER, MIN_SECRET_LENGTH
 from gateway._yaml_lines import (
     KeyPath,
     YamlDocument,
@@ -27,7 +28,6 @@ from gateway._yaml_lines import (
 )
 from gateway.channels import Channel, ChannelPlugin, egress_policy
 from gateway.config import (
-    MIN_SECRET_LENGTH,
     AgentConfig,
     ApiConfig,
     ChannelConfig,
@@ -173,7 +173,7 @@ class _Report:
         longest_first = sorted(set(secrets), key=len, reverse=True)
         for _, _, text in sorted(self.problems):
             for secret in longest_first:
-                text = text.replace(secret, "***")
+                text = text.replace(secret, MARKER)
             if text not in out:
                 out.append(text)
         return out

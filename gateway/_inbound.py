@@ -30,7 +30,8 @@ from jinja2 import Template, TemplateError, TemplateSyntaxError
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from gateway._templates import environment
+from gateway._template_limits import TemplateLimitError, render_limited
+from gateway._templates import TOO_DEEP, environment
 from gateway.channels import format_validation_error
 from gateway.config import HmacScheme, HookSource
 from gateway.models import TaskRequest
@@ -183,11 +184,22 @@ def template_problems(hook: HookSource) -> list[tuple[tuple[str, ...], int | Non
     problems: list[tuple[tuple[str, ...], int | None, str]] = []
     for where, source in _templates(hook):
         try:
-            _compile(source)
+            compiled = _compile(source)
         except TemplateSyntaxError as exc:
             problems.append((where, exc.lineno, f"syntax error: {exc.message}"))
+            continue
         except TemplateError as exc:
             problems.append((where, None, str(exc)))
+            continue
+        except RecursionError:
+            problems.append((where, None, TOO_DEEP))
+            continue
+        try:  # on an empty payload: a template that blows up whatever it gets
+            render_limited(compiled, {"payload": {}, "source": "sample", "webhook_id": "1"})
+        except TemplateLimitError as exc:
+            problems.append((where, None, f"fails on an empty payload: {exc}"))
+        except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError):
+            pass  # depends on the payload: reported when a delivery is mapped
     return problems
 
 
@@ -197,7 +209,7 @@ def task_request(hook: HookSource, source: str, webhook_id: str, payload: Any) -
     rendered: dict[tuple[str, ...], str] = {}
     for where, template in _templates(hook):
         try:
-            rendered[where] = _compile(template).render(scope).strip()
+            rendered[where] = render_limited(_compile(template), scope).strip()
         except TemplateError as exc:
             raise MappingFailed(f"hooks.{source}.{'.'.join(where)}: {exc}") from None
     labels = {"hook": source}

@@ -35,20 +35,26 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict
 
+from gateway._template_limits import LimitedSandbox, render_limited
 from gateway.text import shorten
 
 __all__ = [
     "DEFAULT_TEMPLATES",
     "FIELDS",
+    "TOO_DEEP",
     "CompiledSet",
     "SlackText",
     "TemplateProblem",
     "TemplateSet",
     "compile_set",
+    "render_field",
     "slack_escape",
 ]
 
 EnvName = Literal["plain", "html", "slack", "json"]
+
+#: the problem of a template whose expressions or blocks nest too deeply to compile
+TOO_DEEP = "nested too deeply to compile; split it up"
 
 #: the environment each field is rendered in
 FIELDS: dict[str, EnvName] = {
@@ -128,9 +134,10 @@ def _json_finalize(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, where touching an unsafe attribute is an error at once (the
-    stock sandbox renders it as empty text, which hides the mistake)."""
+class _Sandbox(LimitedSandbox):
+    """The immutable sandbox with resource limits (:mod:`gateway._template_limits`), where
+    touching an unsafe attribute is an error at once (the stock sandbox renders it as empty
+    text, which hides the mistake)."""
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(
@@ -215,6 +222,8 @@ def compile_set(name: str, templates: TemplateSet) -> tuple[CompiledSet, list[Te
             problems.append(TemplateProblem(name, field, exc.lineno, message))
         except TemplateError as exc:
             problems.append(TemplateProblem(name, field, None, str(exc)))
+        except RecursionError:
+            problems.append(TemplateProblem(name, field, None, TOO_DEEP))
     return CompiledSet(name, compiled, slack_text), problems
 
 
@@ -296,5 +305,6 @@ DEFAULT_TEMPLATES = TemplateSet(
 
 
 def render_field(template: Template, scope: Mapping[str, Any]) -> str:
-    """Render one compiled field (errors propagate as jinja2 errors)."""
-    return template.render(scope)
+    """Render one compiled field within the sandbox's limits (errors propagate as jinja2
+    errors)."""
+    return render_limited(template, scope)

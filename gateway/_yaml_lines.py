@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from gateway._yaml_limits import YamlLimitError, check_events, check_size
+
 __all__ = [
     "EnvResolution",
     "KeyPath",
@@ -83,7 +85,10 @@ def _key_text(node: yaml.Node) -> str:
     return str(node.value) if isinstance(node, yaml.ScalarNode) else "<complex key>"
 
 
-def _walk(doc: YamlDocument, node: yaml.Node, path: KeyPath) -> None:
+def _walk(doc: YamlDocument, node: yaml.Node, path: KeyPath, seen: set[int]) -> None:
+    if id(node) in seen:
+        return  # an alias: its lines are where the anchored value is written
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         first_seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -96,19 +101,24 @@ def _walk(doc: YamlDocument, node: yaml.Node, path: KeyPath) -> None:
                 continue
             first_seen[key] = line
             doc.lines[(*path, key)] = line
-            _walk(doc, value_node, (*path, key))
+            _walk(doc, value_node, (*path, key), seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             doc.lines[(*path, index)] = item.start_mark.line + 1
-            _walk(doc, item, (*path, index))
+            _walk(doc, item, (*path, index), seen)
     elif isinstance(node, yaml.ScalarNode):
         block = node.style in ("|", ">")
         doc.value_lines[path] = node.start_mark.line + (2 if block else 1)
 
 
 def parse_yaml(text: str) -> YamlDocument:
-    """Parse one YAML document (safe types only) and record where each key and item is."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document (safe types only) and record where each key and item is.
+    Size, nesting, aliases and expanded size are bounded (:mod:`gateway._yaml_limits`)."""
+    try:
+        check_size(len(text.encode("utf-8")))
+        loader = check_events(text)(text)
+    except YamlLimitError as exc:
+        raise YamlSyntaxError(exc.line, f"YAML: {exc.message}") from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -124,11 +134,13 @@ def parse_yaml(text: str) -> YamlDocument:
         raise YamlSyntaxError(mark.line + 1 if mark else None, f"YAML syntax: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(None, f"YAML syntax: {exc}") from None
+    except YamlLimitError as exc:
+        raise YamlSyntaxError(exc.line, f"YAML: {exc.message}") from None
     finally:
         loader.dispose()
     doc = YamlDocument(data)
     if node is not None:
-        _walk(doc, node, ())
+        _walk(doc, node, (), set())
     return doc
 
 

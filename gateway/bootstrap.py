@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway._redaction import secret_values
 from gateway.agent import AgentSpec, build_agent
 from gateway.channels import ChannelPlugin, Channels, discover_plugins
 from gateway.errors import ConfigError
@@ -39,11 +40,12 @@ def build_runtime(
     found = discover_plugins() if plugins is None else plugins
     specs = {spec.name: spec for spec in (agents or [])}
     specs.setdefault("default", AgentSpec("default"))
+    channels = Channels.from_plugins(found, channel_overrides or {},
+                                     private_targets=private_targets)
     return Runtime(
-        channels=Channels.from_plugins(found, channel_overrides or {},
-                                       private_targets=private_targets),
+        channels=channels,
         agents={name: build_agent(spec) for name, spec in specs.items()},
-        redact=redactor(secrets or []),
+        redact=redactor([*(secrets or []), *channels.secret_values()]),
         public_url=public_url,
     )
 
@@ -56,13 +58,17 @@ def runtime_for(config: GatewayConfig, plugins: Mapping[str, ChannelPlugin], *,
     their pooled clients) - used when reloading."""
     configured = {**config.channel_instances(), **(channel_overrides or {})}
     specs = [_agent_spec(name, a) for name, a in config.agents.items()]
+    channels = Channels.from_plugins(
+        plugins, configured, shared=shared,
+        private_targets={n for n, c in config.channels.items() if c.allow_private_targets})
+    # one redaction set: ${ENV} values, secret fields of the file (hooks, channel options,
+    # agents' api_key) and what plugins read from the environment themselves (SMTP_PASSWORD...)
+    secrets = [*config.secret_values(), *secret_values(config), *channels.secret_values()]
     return Runtime(
-        channels=Channels.from_plugins(
-            plugins, configured, shared=shared,
-            private_targets={n for n, c in config.channels.items() if c.allow_private_targets}),
+        channels=channels,
         agents={spec.name: build_agent(spec) for spec in specs},
         renderer=Renderer.from_config(config),
-        redact=redactor(config.secret_values()),
+        redact=redactor(secrets),
         route=config.route,
         public_url=public_url,
         open_channels=None if config.api.channels is None else frozenset(config.api.channels),
@@ -96,7 +102,8 @@ def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None]]
         try:
             config = load_config(config_path, plugins=plugins)
         except ConfigError as exc:
-            log.error("configuration reload refused; keeping the running one:\n%s", exc)
+            log.error("configuration reload refused; keeping the running one: %s",
+                      "; ".join(exc.errors))
             return
         state["runtime"] = runtime_for(config, plugins, shared=state["runtime"].channels)
         install_runtime(state["runtime"])

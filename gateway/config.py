@@ -38,7 +38,9 @@ from pydantic import (
     model_validator,
 )
 
+from gateway._redaction import MARKER, MIN_SECRET_LENGTH
 from gateway._templates import TemplateSet
+from gateway._yaml_limits import MAX_CONFIG_BYTES, YamlLimitError, check_size
 from gateway.errors import ConfigError, TaskInputError
 from gateway.models import Outcome, RetryPolicy, Subscription, Target
 
@@ -70,8 +72,6 @@ __all__ = [
 DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
 CONFIG_ENV_VAR = "GATEWAY_CONFIG"
 DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
-#: a resolved value shorter than this is not redacted (it would mangle unrelated text)
-MIN_SECRET_LENGTH = 4
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -136,7 +136,7 @@ class Section(BaseModel):
         for name, value in super().__repr_args__():
             text = repr(value)
             for secret in self._secrets:
-                text = text.replace(secret, "***")
+                text = text.replace(secret, MARKER)
             yield name, _ReprText(text)
 
 
@@ -515,9 +515,9 @@ class GatewayConfig(Section):
         return self._secrets
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret value replaced by ``***``."""
+        """``text`` with every secret value replaced by ``[redacted]``."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, MARKER)
         return text
 
     def agent(self, name: str) -> AgentConfig:
@@ -615,7 +615,13 @@ def load_config(
     """Read and validate the configuration file at ``path`` (see :func:`parse_config`)."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:  # never more than the limit into memory
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                check_size(max(os.fstat(file.fileno()).st_size, len(raw)))
+        text = raw.decode("utf-8")
+    except YamlLimitError as exc:
+        raise ConfigError([f"{source}: {exc.message}"]) from None
     except FileNotFoundError:
         raise ConfigError([
             f"{source}: no such file; give the path with --config or {CONFIG_ENV_VAR}"

@@ -163,10 +163,11 @@ def configure_logging(*, level: int = logging.INFO, fmt: str = "json",
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=cache,
     )
-    final: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    # tracebacks become text before redaction, in both formats: exception texts carry secrets
+    final: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        structlog.processors.format_exc_info]
     renderer: Any
     if fmt == "json":
-        final.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())

@@ -36,6 +36,7 @@ from gateway._templates import (
     TemplateProblem,
     TemplateSet,
     compile_set,
+    render_field,
 )
 from gateway.channels import ChannelInstance, Message, MessageKind
 from gateway.errors import ConfigError, RenderError
@@ -245,7 +246,7 @@ class RenderedParts(BaseModel):
 def _run(chosen: CompiledSet | None, field: str, template: Template,
          scope: Mapping[str, Any]) -> str:
     try:
-        return template.render(scope)
+        return render_field(template, scope)
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
         name = chosen.name if chosen is not None else _DEFAULT
         raise RenderError(f"template {name!r} {field}: {type(exc).__name__}: {exc}") from None
@@ -356,16 +357,28 @@ def check_templates(templates: Mapping[str, TemplateSet]) -> list[TemplateProble
         problems.extend(found)
         if found:
             continue
-        seen: set[str] = set()
-        for template_kind in _TEMPLATE_KINDS:
-            for kind in KIND_OUTCOME:
-                try:
-                    render_parts(compiled, default, template_kind, sample_scope(kind))
-                except RenderError as exc:
-                    message = str(exc).removeprefix(f"template {name!r} ")
-                    field, _, detail = message.partition(": ")
-                    if message not in seen:
-                        seen.add(message)
-                        problems.append(TemplateProblem(
-                            name, field, None, f"fails on a sample {kind} message: {detail}"))
+        problems.extend(_sample_problems(name, compiled, default))
+    return problems
+
+
+def _sample_problems(name: str, compiled: CompiledSet,
+                     default: CompiledSet) -> list[TemplateProblem]:
+    """What goes wrong rendering ``compiled`` on a sample of each kind for each channel kind;
+    a sandbox limit is reported once (trying it again would only cost the same again)."""
+    problems: list[TemplateProblem] = []
+    seen: set[str] = set()
+    for template_kind in _TEMPLATE_KINDS:
+        for kind in KIND_OUTCOME:
+            try:
+                render_parts(compiled, default, template_kind, sample_scope(kind))
+            except RenderError as exc:
+                message = str(exc).removeprefix(f"template {name!r} ")
+                field, _, detail = message.partition(": ")
+                if detail.startswith("TemplateLimitError: "):
+                    return [*problems, TemplateProblem(name, field, None, detail.removeprefix(
+                        "TemplateLimitError: "))]
+                if message not in seen:
+                    seen.add(message)
+                    problems.append(TemplateProblem(
+                        name, field, None, f"fails on a sample {kind} message: {detail}"))
     return problems

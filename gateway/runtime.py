@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gateway._redaction import redactor as _redactor
 from gateway.agent import AgentRunner, AgentSpec, build_agent
 from gateway.channels import Channels, discover_plugins
 from gateway.errors import TaskInputError
@@ -19,16 +20,9 @@ __all__ = ["Runtime", "current_runtime", "install_runtime", "redactor"]
 
 
 def redactor(secrets: Iterable[str]) -> Callable[[str], str]:
-    """A function that replaces every configured secret value in a text by ``[redacted]``."""
-    values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for value in values:
-            if value in text:
-                text = text.replace(value, "[redacted]")
-        return text
-
-    return redact
+    """A function that replaces every secret value in a text (also URL-encoded) by
+    ``[redacted]`` (see :mod:`gateway._redaction`)."""
+    return _redactor(secrets)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from restate.asyncio import wait_completed
 from restate.serde import BytesSerde
 
 from gateway import _metrics, _trace
+from gateway._redaction import redactor, secret_values
 from gateway._rejection import rejected_receipt
 from gateway._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
 from gateway.channels import format_validation_error
@@ -697,6 +698,12 @@ class _AttemptObserver:
         _trace.attempted(self.span, outcome_label, outcome.provider_status, outcome.error)
 
 
+def _error_text(rt: Runtime, options: Any, exc: Exception) -> str:
+    """The error, without the process's secrets nor those of this delivery's own options
+    (a subscriber's webhook secret)."""
+    return redactor(secret_values(options))(rt.redact(str(exc)))
+
+
 async def _attempt_once(rt: Runtime, channel: Any, message: Any, options: Any,
                         timeout: float, observe: _AttemptObserver | None = None
                         ) -> AttemptOutcome:
@@ -706,11 +713,12 @@ async def _attempt_once(rt: Runtime, channel: Any, message: Any, options: Any,
         receipt = await asyncio.wait_for(channel.send(message, options), timeout)
     except TransientDeliveryError as exc:
         label, outcome = "transient", AttemptOutcome(
-            ok=False, at=time.time(), error=rt.redact(str(exc)), provider_status=exc.status,
+            ok=False, at=time.time(), error=_error_text(rt, options, exc),
+            provider_status=exc.status,
             retry_after=exc.retry_after)
     except PermanentDeliveryError as exc:
         label, outcome = "permanent", AttemptOutcome(
-            ok=False, at=time.time(), permanent=True, error=rt.redact(str(exc)),
+            ok=False, at=time.time(), permanent=True, error=_error_text(rt, options, exc),
             provider_status=exc.status)
     except TimeoutError:
         label, outcome = "timeout", AttemptOutcome(

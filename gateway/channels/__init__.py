@@ -1,6 +1,8 @@
 """Channels: the plugin contract, the entry-point registry, the egress guard and what
 untrusted subscribers may use."""
 
+from gateway._redaction import MARKER as REDACTED
+from gateway._redaction import SECRET
 from gateway.channels._allowance import BUILTIN_OPEN_PLUGINS, check_untrusted, open_channels
 from gateway.channels._base import Channel, Message, MessageKind, NoOptions, SendReceipt
 from gateway.channels._egress import (
@@ -24,6 +26,8 @@ from gateway.channels._registry import (
 __all__ = [
     "BUILTIN_OPEN_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "REDACTED",
+    "SECRET",
     "Channel",
     "ChannelInstance",
     "ChannelPlugin",

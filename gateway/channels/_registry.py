@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gateway._redaction import secret_values
 from gateway.channels._base import Channel
 from gateway.channels._egress import GuardedSender, egress_policy
 from gateway.errors import PluginError, SubscriptionError
@@ -172,6 +173,17 @@ class Channels:
     @property
     def names(self) -> list[str]:
         return sorted(self._instances)
+
+    def secret_values(self) -> set[str]:
+        """Every secret in the options of every channel, configured or a plugin's own default
+        from the environment (``SMTP_PASSWORD``...), for the process's redaction set."""
+        found: set[str] = set()
+        for inst in self._instances.values():
+            try:
+                found |= secret_values(inst.effective_options({}))
+            except SubscriptionError:
+                continue  # options that do not validate fail, redacted, when they are used
+        return found
 
     def get(self, name: str) -> ChannelInstance:
         try:

@@ -37,7 +37,7 @@ from apprise import AppriseAsset, AppriseResultStatus, NotifyFormat, PersistentS
 from apprise.utils.parse import parse_qsd
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.channels import Channel, Message, SendReceipt
+from gateway.channels import REDACTED, Channel, Message, SendReceipt
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
@@ -135,10 +135,10 @@ def secrets_of(url: str, *extra: str | None) -> tuple[str, ...]:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
+    """``text`` with every secret replaced by ``[redacted]``."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, REDACTED)
     return text
 
 

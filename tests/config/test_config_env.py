@@ -73,13 +73,13 @@ def test_secrets_never_appear_in_repr_or_str(plugins: dict[str, ChannelPlugin]) 
     for text in shown:
         for secret in (TOKEN, PASSWORD, HOOK):
             assert secret not in text
-    assert "bot_token': '***'" in repr(config.channels["slack"])
+    assert "bot_token': '[redacted]'" in repr(config.channels["slack"])
 
 
 def test_secret_values_are_listed_for_redaction(plugins: dict[str, ChannelPlugin]) -> None:
     config = parse_config(SECRET_CONFIG, plugins=plugins, env=ENV)
     assert set(config.secret_values()) == {TOKEN, PASSWORD, HOOK, "2525"}
-    assert config.redact(f"failed with {TOKEN} at {HOOK}") == "failed with *** at ***"
+    assert config.redact(f"failed with {TOKEN} at {HOOK}") == "failed with [redacted] at [redacted]"
 
 
 def test_short_values_are_not_treated_as_secrets(plugins: dict[str, ChannelPlugin]) -> None:
@@ -93,7 +93,7 @@ def test_secrets_never_appear_in_errors(plugins: dict[str, ChannelPlugin]) -> No
     with pytest.raises(ConfigError) as caught:
         parse_config(text, plugins=plugins, env=ENV)
     assert caught.value.errors == [
-        "<config>:14 subscriptions[1].notify[0].target: '***' is not one email address "
+        "<config>:14 subscriptions[1].notify[0].target: '[redacted]' is not one email address "
         "(like jane@example.com)",
     ]
     assert PASSWORD not in str(caught.value) and PASSWORD not in repr(caught.value)

@@ -148,7 +148,7 @@ def env_only_runtime(tmp_path: Path, refusing_smtp: Controller,
     config = tmp_path / "gateway.yaml"
     config.write_text(
         "channels:\n"
-        "  login-email:\n    plugin: email\n"
+        "  login-email:\n    plugin: email\n    allow_private_targets: true\n"
         f"    options: {{host: 127.0.0.1, port: {refusing_smtp.port}, username: bob, "
         "timeout: 5}\n"
         "    retry: {max_attempts: 2, initial_interval: 0.2, attempt_timeout: 10}\n"

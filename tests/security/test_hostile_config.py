@@ -3,8 +3,8 @@
 ``gateway config check`` runs as the real CLI in a subprocess (with an address-space cap, so
 a regression fails with a MemoryError rather than taking the machine's memory); its peak
 resident memory is the process's own high-water mark (``VmHWM``, read as it exits: ``wait4``
-would also count the pages of the forked test process). A live ``gateway serve`` gets the same files on SIGHUP
-and keeps serving its old configuration.
+would also count the pages of the forked test process). A live ``gateway serve`` gets the same
+files on SIGHUP and keeps serving its old configuration.
 """
 
 from __future__ import annotations

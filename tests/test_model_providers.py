@@ -234,7 +234,7 @@ def test_an_api_key_from_the_environment_is_a_secret(plugins: dict[str, ChannelP
     config = parse_config(text, plugins=plugins, env={"MY_KEY": key})
     assert key in config.secret_values()
     assert key not in repr(config) and key not in repr(config.agents["llm"])
-    assert config.redact(f"refused {key}") == "refused ***"
+    assert config.redact(f"refused {key}") == "refused [redacted]"
     assert _errors(text, plugins) == [
         "gateway.yaml:2 agents.llm.api_key: environment variable MY_KEY is not set"]
     bad = "agents:\n  llm: {model: 'openai:gpt-4o-mini', base_url: 'localhost:11434'}\n"

@@ -266,7 +266,8 @@ AdminUrl = Annotated[
 IngressUrlOpt = Annotated[
     str | None,
     typer.Option("--restate-ingress-url", envvar="GATEWAY_RESTATE_INGRESS_URL",
-                 help="Ingress of the Restate server given by --restate-admin-url."),
+                 help="Ingress of the Restate server given by --restate-admin-url (several "
+                      "nodes: comma-separated URLs, tried in order)."),
 ]
 ApiPort = Annotated[int, typer.Option(help="The gateway's HTTP API port.")]
 DEFAULT_ADMIN = "http://localhost:9070"
@@ -276,6 +277,7 @@ def _api_options(config: Path | None, ingress_url: str, admin_url: str, host: st
                  port: int) -> ApiServeOptions:
     """The API's serving options: its settings from the configuration (``api``, ``hooks``),
     reloaded with it on SIGHUP (an invalid file keeps the running settings)."""
+    from gateway._ingress_urls import parse_ingress_urls
     from gateway.api import ApiSettings
     from gateway.channels import discover_plugins
     from gateway.config import (
@@ -286,6 +288,10 @@ def _api_options(config: Path | None, ingress_url: str, admin_url: str, host: st
     )
     from gateway.server import ApiServeOptions
 
+    try:  # a typo in the URL list: one line saying what to change, before anything starts
+        parse_ingress_urls(ingress_url)
+    except UserInputError as exc:
+        fail(str(exc), 2)
     plugins = discover_plugins()
     path = resolve_config_path(config)
 
@@ -381,7 +387,8 @@ def serve(
         help="Serve only the API or only the Restate endpoint (default: both).")] = None,
     restate_ingress_url: Annotated[str, typer.Option(
         envvar="GATEWAY_RESTATE_INGRESS_URL",
-        help="Restate ingress the API calls.")] = DEFAULT_INGRESS,
+        help="Restate ingress the API calls (several nodes: comma-separated URLs, the next "
+             "one tried when a connection fails).")] = DEFAULT_INGRESS,
     restate_admin_url: Annotated[str | None, typer.Option(
         envvar="GATEWAY_RESTATE_ADMIN_URL", show_default=DEFAULT_ADMIN,
         help="Restate admin API the API uses (readiness, cancel); default: --register-with.")]

@@ -71,7 +71,8 @@ ShowTargets = Annotated[bool, typer.Option(
 IngressUrl = Annotated[
     str,
     typer.Option("--ingress-url", envvar="GATEWAY_RESTATE_INGRESS_URL",
-                 help="Restate ingress that serves the gateway."),
+                 help="Restate ingress that serves the gateway (several nodes: comma-separated "
+                      "URLs, the next one tried when a connection fails)."),
 ]
 DEFAULT_INGRESS = "http://localhost:8080"
 ApiUrl = Annotated[

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from gateway._api_restate import RestateFailed, RestateLink
 from gateway._ingress_urls import IngressUrls, parse_ingress_urls
 from gateway.cli import app
-from gateway.errors import UserInputError
+from gateway.client import GatewayClient
+from gateway.errors import EngineError, UserInputError
 
 A, B, C = "http://node-a:8080", "http://node-b:8080", "http://node-c:8080"
 ADMIN = "http://admin:9070"
@@ -178,3 +179,25 @@ def test_serve_refuses_a_bad_url_list_in_one_line() -> None:
                                  f"{A},,{B}", "--restate-admin-url", ADMIN])
     assert r.exit_code == 2, r.output
     assert "has an empty entry" in r.output and "Traceback" not in r.output
+
+
+def test_the_ingress_client_of_the_cli_fails_over_too() -> None:
+    nodes = Nodes(down={A})
+    status = {"task_id": "t-1", "state": "running", "deliveries": []}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nodes.handle(request)  # refuses A, records B
+        return httpx.Response(200, json=status)
+
+    with GatewayClient(f"{A},{B}", client=httpx.Client(
+            transport=httpx.MockTransport(handle))) as client:
+        assert client.status("t-1").task_id == "t-1"
+        assert client.status("t-1").task_id == "t-1"
+    assert nodes.seen == ["node-b /restate/call/AsyncNotificationsAgent/t-1/status"] * 2
+
+
+def test_the_ingress_client_names_every_url_when_none_answers() -> None:
+    with GatewayClient(f"{A},{B}", client=httpx.Client(
+            transport=httpx.MockTransport(Nodes(down={A, B}).handle))) as client, \
+            pytest.raises(EngineError, match=f"ingress at {A}, {B} \\(connection refused\\)"):
+        client.status("t-1")

@@ -243,6 +243,7 @@ def test_cluster_node_killed_by_role(role: str, tmp_path: Path, mailbox: Mailbox
         [target] = [n for n in nodes if role in roles[node_id(n)]]
         target_id = node_id(target)
         states = invocation_states(admin, "on_notify", run + "-")
+        assert sum(states[s] for s in NOT_FINISHED) == 60, f"not in flight at the kill: {states}"
         assert not unique_deliveries(receiver, run), "delivered before the kill"
         target.kill()
         receiver.fail_until = None  # the channel recovers: the survivors must deliver

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from gateway._api_trace import inject
-from gateway._ingress_urls import CONNECT_ERRORS, IngressUrls
+from gateway._ingress_urls import CONNECT_ERRORS, IngressUrls, shown
 from gateway._metrics import SUBSCRIPTIONS_WAITING
 from gateway.models import DeliveryReceipt, Subscription, TaskStatus
 
@@ -103,10 +103,10 @@ class RestateLink:
                 failed.append(type(exc).__name__)
                 if len(self.ingress.urls) > 1:
                     log.warning("Restate ingress %s refused the connection (%s); trying the "
-                                "next one", base, type(exc).__name__)
+                                "next one", shown(base), type(exc).__name__)
                 continue
             except httpx.HTTPError as exc:  # sent, then failed: not repeated elsewhere
-                raise RestateFailed(f"Restate at {base} is not reachable "
+                raise RestateFailed(f"Restate at {shown(base)} is not reachable "
                                     f"({type(exc).__name__})", reachable=False) from None
             self.ingress.answered(base)
             return r

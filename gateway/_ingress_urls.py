@@ -14,12 +14,19 @@ import httpx
 
 from gateway.errors import UserInputError
 
-__all__ = ["CONNECT_ERRORS", "IngressUrls", "parse_ingress_urls"]
+__all__ = ["CONNECT_ERRORS", "IngressUrls", "parse_ingress_urls", "shown"]
 
 #: errors raised before any byte of the request has left: safe to try the next URL
 CONNECT_ERRORS: tuple[type[httpx.HTTPError], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
 
 _HINT = "give one http(s) URL or several separated by commas (--restate-ingress-url)"
+
+
+def shown(url: str) -> str:
+    """A URL as logs and errors show it: a password in it masked."""
+    parsed = httpx.URL(url)
+    masked = parsed.copy_with(username=parsed.username, password="***")
+    return str(masked) if parsed.password else url
 
 
 def parse_ingress_urls(spec: str) -> tuple[str, ...]:
@@ -34,13 +41,19 @@ def parse_ingress_urls(spec: str) -> tuple[str, ...]:
         except httpx.InvalidURL:
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise UserInputError(f"Restate ingress URL {item!r} is not an http(s) URL with a "
-                                 f"host: {_HINT}")
+            raise UserInputError(f"Restate ingress URL {shown_item(item)!r} is not an http(s) "
+                                 f"URL with a host: {_HINT}")
         if url.query or url.fragment:
-            raise UserInputError(f"Restate ingress URL {item!r} has a query or fragment: {_HINT}")
+            raise UserInputError(f"Restate ingress URL {shown(item)!r} has a query or "
+                                 f"fragment: {_HINT}")
         if item not in urls:
             urls.append(item)
     return tuple(urls)
+
+
+def shown_item(item: str) -> str:
+    """``shown`` for text that may not even parse as a URL: anything before an ``@`` masked."""
+    return "***@" + item.rsplit("@", 1)[1] if "@" in item else item
 
 
 class IngressUrls:
@@ -51,7 +64,7 @@ class IngressUrls:
         self._preferred = 0
 
     def __str__(self) -> str:
-        return ", ".join(self.urls)
+        return ", ".join(shown(url) for url in self.urls)
 
     def in_order(self) -> list[str]:
         """Every URL once: the preferred one, then those after it, then those before it."""

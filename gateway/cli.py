@@ -274,11 +274,21 @@ ApiPort = Annotated[int, typer.Option(help="The gateway's HTTP API port.")]
 DEFAULT_ADMIN = "http://localhost:9070"
 
 
+def _check_ingress_urls(ingress_url: str | None) -> None:
+    """A typo in the ingress URL list: one line saying what to change, before anything starts."""
+    from gateway._ingress_urls import parse_ingress_urls
+
+    try:
+        if ingress_url is not None:
+            parse_ingress_urls(ingress_url)
+    except UserInputError as exc:
+        fail(str(exc), 2)
+
+
 def _api_options(config: Path | None, ingress_url: str, admin_url: str, host: str,
                  port: int) -> ApiServeOptions:
     """The API's serving options: its settings from the configuration (``api``, ``hooks``),
     reloaded with it on SIGHUP (an invalid file keeps the running settings)."""
-    from gateway._ingress_urls import parse_ingress_urls
     from gateway.api import ApiSettings
     from gateway.channels import discover_plugins
     from gateway.config import (
@@ -289,10 +299,6 @@ def _api_options(config: Path | None, ingress_url: str, admin_url: str, host: st
     )
     from gateway.server import ApiServeOptions
 
-    try:  # a typo in the URL list: one line saying what to change, before anything starts
-        parse_ingress_urls(ingress_url)
-    except UserInputError as exc:
-        fail(str(exc), 2)
     plugins = discover_plugins()
     path = resolve_config_path(config)
 
@@ -333,6 +339,7 @@ def up(
     from gateway.observability import setup_observability
     from gateway.server import ServeOptions, serve_gateway
 
+    _check_ingress_urls(restate_ingress_url)
     setup_observability()
     runtime, reload = runtime_from_config(config)
     _warn_demo_settings(runtime)
@@ -410,6 +417,7 @@ def serve(
         keys = parse_identity_keys(identity_keys)
     except UserInputError as exc:
         fail(str(exc), 2)
+    _check_ingress_urls(restate_ingress_url)
     setup_observability()
     runtime, reload = runtime_from_config(config)
     api = None

@@ -174,9 +174,10 @@ def test_a_bad_url_list_says_what_to_change(spec: str, says: str) -> None:
     assert "\n" not in str(caught.value)
 
 
-def test_serve_refuses_a_bad_url_list_in_one_line() -> None:
-    r = CliRunner().invoke(app, ["serve", "--only", "api", "--restate-ingress-url",
-                                 f"{A},,{B}", "--restate-admin-url", ADMIN])
+@pytest.mark.parametrize("command", [["serve", "--only", "api"], ["up"]])
+def test_serve_and_up_refuse_a_bad_url_list_in_one_line(command: list[str]) -> None:
+    r = CliRunner().invoke(app, [*command, "--restate-ingress-url", f"{A},,{B}",
+                                 "--restate-admin-url", ADMIN])
     assert r.exit_code == 2, r.output
     assert "has an empty entry" in r.output and "Traceback" not in r.output
 
@@ -201,3 +202,20 @@ def test_the_ingress_client_names_every_url_when_none_answers() -> None:
             transport=httpx.MockTransport(Nodes(down={A, B}).handle))) as client, \
             pytest.raises(EngineError, match=f"ingress at {A}, {B} \\(connection refused\\)"):
         client.status("t-1")
+
+
+def test_a_password_in_an_ingress_url_is_never_shown() -> None:
+    secret = "s3cret-ingress-pass"
+    link = link_to(Nodes(down={A, "http://node-b:8080"}), f"{A},http://gw:{secret}@node-b:8080")
+
+    async def go() -> None:
+        with pytest.raises(RestateFailed) as caught:
+            await link.status("t-1")
+        assert secret not in str(caught.value) and "gw:***@node-b" in str(caught.value)
+        await link.aclose()
+
+    run(go())
+    assert secret not in link.ingress_url
+    with pytest.raises(UserInputError) as bad:
+        parse_ingress_urls(f"gw:{secret}@node-b:8080")
+    assert secret not in str(bad.value)

@@ -193,12 +193,13 @@ def roles_of(nodes: list[LocalEngine], api_ingress: LocalEngine | None) -> dict[
     return roles
 
 
-def settled_roles(nodes: list[LocalEngine], timeout: float = 30) -> dict[int, list[str]]:
+def settled_roles(nodes: list[LocalEngine], api_ingress: LocalEngine | None = None,
+                  timeout: float = 30) -> dict[int, list[str]]:
     """The roles once the partition has a leader and the nodes agree on a metadata leader."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return roles_of(nodes, None)
+            return roles_of(nodes, api_ingress)
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
@@ -239,7 +240,7 @@ def test_cluster_node_killed_by_role(role: str, tmp_path: Path, mailbox: Mailbox
 
         assert wait_until(in_flight, 60, interval=0.5), (
             f"not in flight: {invocation_states(admin, 'on_notify', run + '-')}")
-        roles = roles_of(nodes, api_ingress=first)
+        roles = settled_roles(nodes, api_ingress=first, timeout=15)
         [target] = [n for n in nodes if role in roles[node_id(n)]]
         target_id = node_id(target)
         states = invocation_states(admin, "on_notify", run + "-")

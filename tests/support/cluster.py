@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from gateway.engine import LocalEngine, free_port, wait_healthy
-from tests.conftest import engine_env
+from tests.conftest import ALWAYS_REPLAY, engine_env
 
 
 class LocalCluster:
@@ -24,7 +24,7 @@ class LocalCluster:
         self.nodes = []
         for i, node_port in enumerate(node_ports, start=1):
             env = {
-                **engine_env(),
+                **engine_env(ALWAYS_REPLAY),  # GATEWAY_TEST_ALWAYS_REPLAY=1: replay at every step
                 **sized,
                 "RESTATE_CLUSTER_NAME": "gateway-test-cluster",
                 "RESTATE_NODE_NAME": f"node-{i}",

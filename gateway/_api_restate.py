@@ -1,5 +1,7 @@
 """The front door's link to Restate: its ingress (handlers) and admin API (readiness, cancel).
 
+The ingress may be several URLs (the nodes of a cluster): see :mod:`gateway._ingress_urls`.
+
 One ``httpx.AsyncClient`` per process with a large pool, made on first use inside the serving
 event loop and closed by :meth:`RestateLink.aclose`; never a client per request.
 """
@@ -14,6 +16,7 @@ from typing import Any
 import httpx
 
 from gateway._api_trace import inject
+from gateway._ingress_urls import CONNECT_ERRORS, IngressUrls, shown
 from gateway._metrics import SUBSCRIPTIONS_WAITING
 from gateway.models import DeliveryReceipt, Subscription, TaskStatus
 
@@ -59,7 +62,8 @@ class RestateLink:
     """Calls the gateway's handlers through the Restate ingress, and the admin API."""
 
     def __init__(self, ingress_url: str, admin_url: str, *, timeout: float = 30.0) -> None:
-        self.ingress_url = ingress_url.rstrip("/")
+        self.ingress = IngressUrls(ingress_url)  # one URL, or several separated by commas
+        self.ingress_url = str(self.ingress)
         self.admin_url = admin_url.rstrip("/")
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
@@ -81,26 +85,52 @@ class RestateLink:
     async def _request(self, method: str, url: str, body: bytes | None = None,
                        accept: str | None = None,
                        idempotency_key: str | None = None) -> httpx.Response:
+        try:
+            return await self._send(method, url, body, accept, idempotency_key)
+        except httpx.HTTPError as exc:
+            where = url.split("/restate/")[0] if "/restate/" in url else self.admin_url
+            raise RestateFailed(f"Restate at {where} is not reachable ({type(exc).__name__})",
+                                reachable=False) from None
+
+    async def _ingress_request(self, method: str, path: str, body: bytes | None = None,
+                               idempotency_key: str | None = None) -> httpx.Response:
+        """``path`` on the first ingress URL that takes the connection (see the module doc)."""
+        failed: list[str] = []
+        for base in self.ingress.in_order():
+            try:
+                r = await self._send(method, base + path, body, None, idempotency_key)
+            except CONNECT_ERRORS as exc:
+                failed.append(type(exc).__name__)
+                if len(self.ingress.urls) > 1:
+                    log.warning("Restate ingress %s refused the connection (%s); trying the "
+                                "next one", shown(base), type(exc).__name__)
+                continue
+            except httpx.HTTPError as exc:  # sent, then failed: not repeated elsewhere
+                raise RestateFailed(f"Restate at {shown(base)} is not reachable "
+                                    f"({type(exc).__name__})", reachable=False) from None
+            self.ingress.answered(base)
+            return r
+        raise RestateFailed(f"Restate at {self.ingress_url} is not reachable "
+                            f"({', '.join(failed)})", reachable=False)
+
+    async def _send(self, method: str, url: str, body: bytes | None, accept: str | None,
+                    idempotency_key: str | None) -> httpx.Response:
         headers = {"content-type": "application/json"} if body else {}
         if accept:
             headers["accept"] = accept
         if idempotency_key:
             headers["idempotency-key"] = idempotency_key
         inject(headers)  # the current span's traceparent (tracing on): the task's trace
-        try:
-            return await self.client.request(method, url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            where = url.split("/restate/")[0] if "/restate/" in url else self.admin_url
-            raise RestateFailed(f"Restate at {where} is not reachable ({type(exc).__name__})",
-                                reachable=False) from None
+        return await self.client.request(method, url, content=body, headers=headers)
 
-    def _handler_url(self, service: str, key: str, handler: str, *, send: bool = False) -> str:
+    def _handler_path(self, service: str, key: str, handler: str, *, send: bool = False) -> str:
         kind = "send" if send else "call"
-        return f"{self.ingress_url}/restate/{kind}/{service}/{_key(key)}/{handler}"
+        return f"/restate/{kind}/{service}/{_key(key)}/{handler}"
 
     async def _call(self, service: str, key: str, handler: str, body: bytes | None,
                     *, send: bool = False) -> Any:
-        r = await self._request("POST", self._handler_url(service, key, handler, send=send), body)
+        r = await self._ingress_request("POST", self._handler_path(service, key, handler,
+                                                                  send=send), body)
         if 400 <= r.status_code < 500:
             raise HandlerRefused(_message(r), r.status_code)
         if r.status_code >= 300:
@@ -133,8 +163,8 @@ class RestateLink:
     async def exists(self, task_id: str) -> bool:
         """Whether a task with this id was ever started (and is within its retention): its
         workflow output is there, or not there yet (HTTP 470)."""
-        url = f"{self.ingress_url}/restate/workflow/{SERVICE}/{_key(task_id)}/output"
-        r = await self._request("GET", url)
+        r = await self._ingress_request("GET", f"/restate/workflow/{SERVICE}/{_key(task_id)}"
+                                               "/output")
         if r.status_code in (200, 470) or _source(r) == "invocation":  # done, running, failed
             return True
         if r.status_code == 404:
@@ -174,9 +204,9 @@ class RestateLink:
         which ends at once, and delivers nothing. The id of the invocation holding the key
         (the task's own, if it got there first: the caller cancels it)."""
         body = json.dumps({"cancelled": subscription_id}).encode()
-        r = await self._request("POST", self._handler_url(SERVICE, task_id, "on_notify",
-                                                          send=True),
-                                body, idempotency_key=subscription_id)
+        r = await self._ingress_request("POST", self._handler_path(SERVICE, task_id, "on_notify",
+                                                                  send=True),
+                                        body, idempotency_key=subscription_id)
         if r.status_code >= 300:
             raise RestateFailed(f"holding back subscriber {subscription_id} answered HTTP "
                                 f"{r.status_code}: {_message(r)}", status=r.status_code)
@@ -221,7 +251,7 @@ class RestateLink:
     async def _not_ready(self) -> tuple[str, str] | None:
         """(why, for the caller; why, for the log) or None."""
         try:
-            health = await self._request("GET", f"{self.ingress_url}/restate/health")
+            health = await self._ingress_request("GET", "/restate/health")
             admin = await self._request("GET", f"{self.admin_url}/health")
         except RestateFailed as exc:
             return "Restate is not reachable", str(exc)

@@ -71,7 +71,8 @@ ShowTargets = Annotated[bool, typer.Option(
 IngressUrl = Annotated[
     str,
     typer.Option("--ingress-url", envvar="GATEWAY_RESTATE_INGRESS_URL",
-                 help="Restate ingress that serves the gateway."),
+                 help="Restate ingress that serves the gateway (several nodes: comma-separated "
+                      "URLs, the next one tried when a connection fails)."),
 ]
 DEFAULT_INGRESS = "http://localhost:8080"
 ApiUrl = Annotated[
@@ -266,10 +267,22 @@ AdminUrl = Annotated[
 IngressUrlOpt = Annotated[
     str | None,
     typer.Option("--restate-ingress-url", envvar="GATEWAY_RESTATE_INGRESS_URL",
-                 help="Ingress of the Restate server given by --restate-admin-url."),
+                 help="Ingress of the Restate server given by --restate-admin-url (several "
+                      "nodes: comma-separated URLs, tried in order)."),
 ]
 ApiPort = Annotated[int, typer.Option(help="The gateway's HTTP API port.")]
 DEFAULT_ADMIN = "http://localhost:9070"
+
+
+def _check_ingress_urls(ingress_url: str | None) -> None:
+    """A typo in the ingress URL list: one line saying what to change, before anything starts."""
+    from gateway._ingress_urls import parse_ingress_urls
+
+    try:
+        if ingress_url is not None:
+            parse_ingress_urls(ingress_url)
+    except UserInputError as exc:
+        fail(str(exc), 2)
 
 
 def _api_options(config: Path | None, ingress_url: str, admin_url: str, host: str,
@@ -326,6 +339,7 @@ def up(
     from gateway.observability import setup_observability
     from gateway.server import ServeOptions, serve_gateway
 
+    _check_ingress_urls(restate_ingress_url)
     setup_observability()
     runtime, reload = runtime_from_config(config)
     _warn_demo_settings(runtime)
@@ -381,7 +395,8 @@ def serve(
         help="Serve only the API or only the Restate endpoint (default: both).")] = None,
     restate_ingress_url: Annotated[str, typer.Option(
         envvar="GATEWAY_RESTATE_INGRESS_URL",
-        help="Restate ingress the API calls.")] = DEFAULT_INGRESS,
+        help="Restate ingress the API calls (several nodes: comma-separated URLs, the next "
+             "one tried when a connection fails).")] = DEFAULT_INGRESS,
     restate_admin_url: Annotated[str | None, typer.Option(
         envvar="GATEWAY_RESTATE_ADMIN_URL", show_default=DEFAULT_ADMIN,
         help="Restate admin API the API uses (readiness, cancel); default: --register-with.")]
@@ -402,6 +417,7 @@ def serve(
         keys = parse_identity_keys(identity_keys)
     except UserInputError as exc:
         fail(str(exc), 2)
+    _check_ingress_urls(restate_ingress_url)
     setup_observability()
     runtime, reload = runtime_from_config(config)
     api = None

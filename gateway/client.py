@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from gateway._ingress_urls import CONNECT_ERRORS, IngressUrls
 from gateway.errors import EngineError, UserInputError
 from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
 
@@ -33,11 +34,13 @@ class Submitted:
 
 
 class GatewayClient:
-    """Talks to a Restate ingress that serves the gateway."""
+    """Talks to a Restate ingress that serves the gateway (several URLs, comma-separated: the
+    next one is tried when a connection cannot be made; see :mod:`gateway._ingress_urls`)."""
 
     def __init__(self, ingress_url: str, *, timeout: float = 30.0,
                  client: httpx.Client | None = None) -> None:
-        self.ingress_url = ingress_url.rstrip("/")
+        self._ingress = IngressUrls(ingress_url)
+        self.ingress_url = str(self._ingress)
         self._http = client or httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -52,21 +55,34 @@ class GatewayClient:
     def _url(self, task_id: str, handler: str, *, send: bool = False) -> str:
         quoted = httpx.URL(f"/{task_id}").raw_path.decode()[1:]  # percent-encode the key
         kind = "send" if send else "call"
-        return f"{self.ingress_url}/restate/{kind}/{SERVICE}/{quoted}/{handler}"
+        return f"/restate/{kind}/{SERVICE}/{quoted}/{handler}"
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
-        try:
-            content_type = {"content-type": "application/json"} if body else {}
-            response = self._http.post(url, content=body,
-                                       headers={**content_type, **(headers or {})})
-        except httpx.HTTPError as exc:
-            raise EngineError(
-                f"cannot reach the Restate ingress at {self.ingress_url} ({exc}); is `gateway up` "
-                "running? (or pass --ingress-url / set GATEWAY_RESTATE_INGRESS_URL)"
-            ) from None
+    def _post(self, path: str, body: bytes,
+              headers: dict[str, str] | None = None) -> httpx.Response:
+        content_type = {"content-type": "application/json"} if body else {}
+        response = self._send(path, body, {**content_type, **(headers or {})})
         if response.status_code >= 400:
             raise _error_from(response)
         return response
+
+    def _send(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """``path`` on the first ingress URL that takes the connection; a request that was
+        sent and then failed is not repeated on another one."""
+        error: httpx.HTTPError | None = None
+        for base in self._ingress.in_order():
+            try:
+                response = self._http.post(base + path, content=body, headers=headers)
+            except CONNECT_ERRORS as exc:
+                error = exc
+                continue
+            except httpx.HTTPError as exc:
+                error = exc
+                break
+            self._ingress.answered(base)
+            return response
+        raise EngineError(
+            f"cannot reach the Restate ingress at {self.ingress_url} ({error}); is `gateway up` "
+            "running? (or pass --ingress-url / set GATEWAY_RESTATE_INGRESS_URL)")
 
     def submit(self, task_id: str, request: TaskRequest) -> Submitted:
         body = request.model_dump_json(exclude_defaults=True).encode()

@@ -80,13 +80,15 @@ class RestateLink:
 
     async def _request(self, method: str, url: str, body: bytes | None = None,
                        accept: str | None = None,
-                       idempotency_key: str | None = None) -> httpx.Response:
+                       idempotency_key: str | None = None, task_id: str | None = None,
+                       handler: str = "") -> httpx.Response:
         headers = {"content-type": "application/json"} if body else {}
         if accept:
             headers["accept"] = accept
         if idempotency_key:
             headers["idempotency-key"] = idempotency_key
-        inject(headers)  # the current span's traceparent (tracing on): the task's trace
+        inject(headers, task_id, handler)  # the task's trace, also when this process does not
+        # trace: Restate's spans of the call join it
         try:
             return await self.client.request(method, url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -100,7 +102,8 @@ class RestateLink:
 
     async def _call(self, service: str, key: str, handler: str, body: bytes | None,
                     *, send: bool = False) -> Any:
-        r = await self._request("POST", self._handler_url(service, key, handler, send=send), body)
+        r = await self._request("POST", self._handler_url(service, key, handler, send=send), body,
+                                task_id=key, handler=handler)
         if 400 <= r.status_code < 500:
             raise HandlerRefused(_message(r), r.status_code)
         if r.status_code >= 300:
@@ -176,7 +179,8 @@ class RestateLink:
         body = json.dumps({"cancelled": subscription_id}).encode()
         r = await self._request("POST", self._handler_url(SERVICE, task_id, "on_notify",
                                                           send=True),
-                                body, idempotency_key=subscription_id)
+                                body, idempotency_key=subscription_id, task_id=task_id,
+                                handler="on_notify")
         if r.status_code >= 300:
             raise RestateFailed(f"holding back subscriber {subscription_id} answered HTTP "
                                 f"{r.status_code}: {_message(r)}", status=r.status_code)

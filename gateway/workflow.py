@@ -238,7 +238,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
 
 
 def _start_notify(ctx: WorkflowContext, task_id: str, subs: list[Subscription],
-                  headers: dict[str, str] | None) -> None:
+                  headers: dict[str, str]) -> None:
     """One ``on_notify`` per subscriber, keyed by its id: never two for the same one (a
     subscriber cancelled while the task ran has one already, which ended at once)."""
     for sub in subs:
@@ -310,17 +310,20 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
         rt, ctx.key(), _json_body(body, "subscribe", '"me@example.com" or "CHANNEL:TARGET"'),
         untrusted=True,
     )
-    # in the task's trace, linked to this request's (journaled only when it brought one)
-    traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
-    headers = None
-    if traceparent:
-        task_trace = await ctx.get("trace", type_hint=str)
-        headers = _trace.subscribe_headers(ctx.key(), task_trace, traceparent)
+    # in the task's trace, linked to this request's
+    headers = await _later_headers(ctx)
     ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
                       headers=headers)
     inst = rt.channels.get(sub.channel)
     return {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
             "target": inst.channel.redact_target(sub.target)}
+
+
+async def _later_headers(ctx: WorkflowSharedContext) -> dict[str, str]:
+    """The trace headers of a send of ``on_notify`` for a subscriber added after the start."""
+    task_trace = await ctx.get("trace", type_hint=str)
+    return _trace.subscribe_headers(ctx.key(), task_trace,
+                                    ctx.request().headers.get(_trace.TRACEPARENT))
 
 
 #: how long ``add_subscribers`` waits for a task that was sent but has not taken its own
@@ -340,15 +343,17 @@ async def add_subscribers(ctx: WorkflowSharedContext, body: bytes) -> dict[str, 
     own = await _own_subscription_ids(ctx)
     now = await ctx.time()
     others = [_waiting(rt, s, now) for s in subs if s.id not in own]
-    claimed = set(await ctx.object_call(claim_receipts, key=ctx.key(), arg=others)
-                  if others else [])
+    headers = await _later_headers(ctx)
+    claimed = set(await ctx.object_call(claim_receipts, key=ctx.key(), arg=others,
+                                        headers=headers) if others else [])
     added, existing = [], []
     for sub in subs:
         inst = rt.channels.get(sub.channel)
         out = {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
                "target": inst.channel.redact_target(sub.target)}
         if sub.id in claimed:
-            ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id)
+            ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
+                              headers=headers)
             added.append(out)
         else:
             existing.append(out)
@@ -455,9 +460,8 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     if _INGRESS_PATH in ctx.request().headers:
         # sent straight to the ingress (the gateway's own sends are keyed by the subscription
         # id already): started again under that key, so the same subscriber is told once
-        traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
         ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
-                          headers={_trace.TRACEPARENT: traceparent} if traceparent else None)
+                          headers=await _later_headers(ctx))
         return {"task_id": ctx.key(), "subscription_id": sub.id,
                 "state": DeliveryState.WAITING.value}
     bind_delivery(sub.id, sub.channel)
@@ -492,7 +496,12 @@ async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: 
     sender has had a 202 and would never hear of the refusal otherwise."""
     rejected = rejected_receipt(ctx.key(), raw, reason, await ctx.time(), rt.redact,
                                 ctx.request().id)
-    ctx.object_send(record_receipt, key=ctx.key(), arg=rejected)
+    ctx.object_send(record_receipt, key=ctx.key(), arg=rejected, headers=_own_headers(ctx))
+
+
+def _own_headers(ctx: WorkflowSharedContext) -> dict[str, str]:
+    request = ctx.request()
+    return _trace.own_headers(ctx.key(), request.id, request.headers)
 
 
 #: set by the Restate server on an invocation that came through its ingress
@@ -750,7 +759,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
     if state.final and not _trace.replaying():
         _metrics.DELIVERIES.labels(sub.channel, state.value).inc()
     if not (sub.from_task and state.final and kind != "still_running"):  # see _settle
-        ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
+        ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"),
+                        headers=_own_headers(ctx))
     return receipt
 
 

@@ -36,7 +36,7 @@ from restate import (
 from restate.asyncio import wait_completed
 from restate.serde import BytesSerde
 
-from gateway import _metrics, _trace
+from gateway import _metrics, _task_log, _trace
 from gateway._redaction import redactor, secret_values
 from gateway._rejection import rejected_receipt
 from gateway._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
@@ -154,6 +154,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
         ctx.set("error", f"invalid task: {problem}")
         if not _trace.replaying():
             _metrics.TASKS_FINISHED.labels("unknown", "invalid").inc()
+        _task_log.task_finished("unknown", "failed", 0.0, error=f"invalid task: {problem}")
         await ctx.promise(RESULT_PROMISE).reject(f"invalid task: {problem}", 400)
         raise TerminalError(f"invalid task: {problem}", 400)
 
@@ -198,6 +199,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
                                  for raw in routed])
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
     ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
+    _task_log.task_accepted(task.agent, len(chosen), len(routed))
     send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)
     # a subscriber owed a still-running notice at the deadline waits from the start; the
     # others are started once the outcome is known, so a running task holds no invocation,
@@ -207,14 +209,15 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     later = [s for s in chosen.values() if s not in early]
     _start_notify(ctx, task_id, early, send_headers)
 
+    _task_log.agent_started(task.agent, runner.model_name)
     try:
         output = await runner.run(request.prompt, submitted_at=submitted_at)
     except TerminalError as exc:
-        failed = await _fail(ctx, rt, exc.message, task.agent, span)
+        failed = await _fail(ctx, rt, exc.message, task, span)
         _start_notify(ctx, task_id, later, send_headers)
         return failed
     except (AgentRunError, UserError) as exc:
-        failed = await _fail(ctx, rt, f"{type(exc).__name__}: {exc}", task.agent, span)
+        failed = await _fail(ctx, rt, f"{type(exc).__name__}: {exc}", task, span)
         _start_notify(ctx, task_id, later, send_headers)
         return failed
 
@@ -226,6 +229,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     ctx.set("state", TaskState.SUCCEEDED.value)
     if not _trace.replaying():
         _metrics.TASKS_FINISHED.labels(task.agent, "succeeded").inc()
+    _task_log.task_finished(task.agent, "succeeded", completed_at - submitted_at)
     with _trace.promise("succeeded"):
         # journaled when made, before the sends below; not awaited: no round trip while the
         # task holds one of the server's invocation slots
@@ -282,14 +286,18 @@ def _route_checked(rt: Runtime, task: Task) -> list[dict[str, Any]]:
     return out
 
 
-async def _fail(ctx: WorkflowContext, rt: Runtime, error: str, agent: str,
+async def _fail(ctx: WorkflowContext, rt: Runtime, error: str, task: Task,
                 span: _trace.HandlerTrace | None) -> dict[str, Any]:
     error = rt.redact(error)
+    agent = task.agent
     ctx.set("error", error)
-    ctx.set("completed_at", await ctx.time())
+    completed_at = await ctx.time()
+    ctx.set("completed_at", completed_at)
     ctx.set("state", TaskState.FAILED.value)
     if not _trace.replaying():
         _metrics.TASKS_FINISHED.labels(agent, "failed").inc()
+    _task_log.task_finished(agent, _task_log.outcome_of_failure(error),
+                            completed_at - task.submitted_at, error=error)
     with _trace.promise("failed"):
         rejected = ctx.promise(RESULT_PROMISE).reject(error)
     await rejected
@@ -685,7 +693,7 @@ class _Attempt:
 
     async def run(self, n: int) -> AttemptOutcome:
         with _trace.delivery(self.span, self.channel_name, n, self.message_id) as span:
-            observe = _AttemptObserver(span, self.channel_name, self.result_at)
+            observe = _AttemptObserver(span, self.channel_name, self.result_at, n)
             return await _attempt_once(self.rt, self.channel, self.message, self.options,
                                        self.timeout, observe)
 
@@ -694,16 +702,22 @@ class _AttemptObserver:
     """Counts one delivery attempt and describes it on its span (inside the journaled step:
     once per attempt, never on a replay)."""
 
-    def __init__(self, span: Any, channel: str, result_at: float | None) -> None:
+    def __init__(self, span: Any, channel: str, result_at: float | None,
+                 attempt: int = 0) -> None:
         self.span = span
         self.channel = channel
         self.result_at = result_at
+        self.attempt = attempt
+        self.started = time.time()
 
     def __call__(self, outcome_label: str, outcome: AttemptOutcome) -> None:
         _metrics.DELIVERY_ATTEMPTS.labels(self.channel, outcome_label).inc()
+        latency = None
         if outcome.ok and self.result_at is not None:
-            _metrics.DELIVERY_LATENCY.labels(self.channel).observe(
-                max(0.0, outcome.at - self.result_at))
+            latency = max(0.0, outcome.at - self.result_at)
+            _metrics.DELIVERY_LATENCY.labels(self.channel).observe(latency)
+        _task_log.attempted(self.channel, self.attempt, outcome_label, outcome.provider_status,
+                            outcome.at - self.started, latency)
         _trace.attempted(self.span, outcome_label, outcome.provider_status, outcome.error)
 
 
@@ -758,6 +772,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
     )
     if state.final and not _trace.replaying():
         _metrics.DELIVERIES.labels(sub.channel, state.value).inc()
+        _task_log.delivery_finished(sub.channel, state.value, attempts, channel_used, kind,
+                                    provider_status)
     if not (sub.from_task and state.final and kind != "still_running"):  # see _settle
         ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"),
                         headers=_own_headers(ctx))

@@ -1,0 +1,224 @@
+"""restate-server's own spans of a task, exported to a loopback OTLP receiver, next to the
+gateway's: where Restate lets a span join the task's trace it does, and where Restate only
+links (a one-way send starts a new trace linked to its sender), the link leads back to it.
+
+What restate-server 1.7 does, as measured here:
+
+- an ingress call with a ``traceparent``: its ``ingress`` span is a child of it, and the
+  invocation's ``invocation-start``/``-attempt``/``-end`` spans hang under that: they join;
+- a request-response call between handlers (``ctx.object_call``): a child of the caller's
+  ``invocation-attempt``: joins;
+- a one-way send (``ctx.workflow_send``, ``ctx.object_send``): a new trace whose root
+  ``invocation-start`` links to the sender's ``invocation-attempt``, whatever ``traceparent``
+  the send carries: only linked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
+
+from gateway._api_restate import RestateLink
+from gateway.api import create_api
+from gateway.engine import LocalEngine, free_port
+from gateway.local_sinks import Mailbox, WebhookReceiver
+from tests.api.conftest import KEYS, api_config_text, load_api, wait_listening
+from tests.api.helpers import finished, new_id, poll
+from tests.conftest import engine_env, register
+from tests.observability.conftest import Traced, attrs
+from tests.observability.test_up_export import OtlpReceiver
+from tests.support.service import ServiceThread
+
+pytestmark = [pytest.mark.restate, pytest.mark.slow]
+
+TARGET = "restate.invocation.target"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One span as a collector received it (ids in hex)."""
+
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    links: tuple[tuple[str, str], ...]
+    target: str
+
+
+class Collector(OtlpReceiver):
+    """The loopback OTLP receiver, keeping parents, links and the invocation target."""
+
+    def __init__(self) -> None:
+        self.exported: list[Exported] = []
+        super().__init__()
+
+    def add(self, request: ExportTraceServiceRequest) -> None:
+        with self.lock:
+            for resource_spans in request.resource_spans:
+                service = next((a.value.string_value for a in resource_spans.resource.attributes
+                                if a.key == "service.name"), "")
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        target = next((a.value.string_value for a in span.attributes
+                                       if a.key == TARGET), "")
+                        self.exported.append(Exported(
+                            service, span.name, span.trace_id.hex(), span.span_id.hex(),
+                            span.parent_span_id.hex(),
+                            tuple((link.trace_id.hex(), link.span_id.hex())
+                                  for link in span.links), target))
+
+    def about(self, task_id: str) -> list[Exported]:
+        with self.lock:
+            return [s for s in self.exported if f"/{task_id}/" in s.target]
+
+
+@dataclass
+class TracedRestate:
+    collector: Collector
+    http: httpx.Client
+
+
+@pytest.fixture(scope="module")
+def traced_restate(traced: Traced, gateway: str, restate_server: LocalEngine,
+                   mailbox: Mailbox, webhook_receiver: WebhookReceiver,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[TracedRestate]:
+    """A restate-server exporting its spans to a loopback collector (in the engine mode of
+    this run), the session's gateway registered with it, and an API in front of it."""
+    collector = Collector()
+    always_replay = "RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT" in restate_server.env
+    env = {**engine_env(always_replay),
+           "RESTATE_TRACING_ENDPOINT": f"otlp+{collector.url}/v1/traces"}
+    base = Path(tempfile.mkdtemp(prefix="gateway-test-otlp-"))
+    engine = LocalEngine(base_dir=base, ingress_port=free_port(), admin_port=free_port(),
+                         node_port=free_port(), env=env)
+    engine.start()
+    path = tmp_path_factory.mktemp("restate-trace") / "gateway.yaml"
+    path.write_text(api_config_text(mailbox, webhook_receiver))
+    runtime, settings = load_api(path)
+    link = RestateLink(engine.ingress_url, engine.admin_url)
+    app, _ = create_api(settings, runtime, link)
+
+    async def cleanup() -> None:
+        await link.aclose()
+        await runtime.channels.aclose()
+
+    service = ServiceThread(app, cleanup=cleanup).start()
+    try:
+        register(engine, gateway)
+        wait_listening(service.url)
+        with httpx.Client(base_url=service.url, timeout=30, headers={
+                "authorization": f"Bearer {KEYS.full}"}) as http:
+            yield TracedRestate(collector, http)
+    finally:
+        service.stop()
+        engine.stop()
+        collector.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _handler(span: Exported) -> str:
+    return span.target.rsplit("/", 1)[-1]
+
+
+def _ended(spans: list[Exported], handler: str) -> int:
+    return sum(1 for s in spans if s.name.startswith("invocation-end") and _handler(s) == handler)
+
+
+def _reachable(task_trace: str, spans: list[Exported], gateway: list[ReadableSpan]) -> set[str]:
+    """The traces an operator reaches from the task's trace by following links: those the
+    gateway's spans in it link to, and those whose spans link into a reached one."""
+    reached = {task_trace}
+    links = [(f"{s.context.trace_id:032x}", f"{link.context.trace_id:032x}")
+             for s in gateway for link in s.links]
+    links += [(s.trace_id, trace) for s in spans for trace, _ in s.links]
+    while True:
+        more = {b for a, b in links if a in reached} | {a for a, b in links if b in reached}
+        if more <= reached:
+            return reached
+        reached |= more
+
+
+def test_every_restate_span_of_a_task_joins_its_trace_or_links_back_to_it(
+        traced_restate: TracedRestate, traced: Traced) -> None:
+    http, collector = traced_restate.http, traced_restate.collector
+    task_id = new_id("otlp")
+    r = http.post("/v1/tasks", json={"task_id": task_id, "prompt": "Trace me",
+                                     "subscriptions": [f"{task_id}@example.com"]})
+    assert r.status_code == 201, r.text
+    poll(http, task_id, finished, timeout=60)
+    # a subscriber added after the task finished
+    r = http.post(f"/v1/tasks/{task_id}/subscriptions", json=f"{task_id}-late@example.com")
+    assert r.status_code == 201, r.text
+    status = poll(http, task_id, lambda d: finished(d) and len(d["deliveries"]) == 2, timeout=60)
+    assert [d["state"] for d in status["deliveries"]] == ["delivered", "delivered"], status
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # restate-server exports in batches
+        spans = collector.about(task_id)
+        if (_ended(spans, "run") and _ended(spans, "on_notify") >= 2
+                and _ended(spans, "record") >= 1 and _ended(spans, "subscribe")):
+            break
+        time.sleep(0.2)
+    spans = collector.about(task_id)
+
+    def ours(s: ReadableSpan) -> bool:
+        return attrs(s).get("gateway.task.id") == task_id
+
+    gateway_spans = traced.wait_spans(
+        lambda found: sum(1 for s in found if ours(s)
+                          and s.name == "AsyncNotificationsAgent/on_notify") >= 2)
+    [run] = [s for s in gateway_spans if ours(s) and s.name == "AsyncNotificationsAgent/run"]
+    task_trace = f"{run.context.trace_id:032x}"
+    in_task = [s for s in gateway_spans if s.context.trace_id == run.context.trace_id]
+    assert Counter(s.name for s in in_task if ours(s))["AsyncNotificationsAgent/on_notify"] == 2
+
+    # joined: the ingress call that started the task, and every span of its run
+    started = [s for s in spans if _handler(s) == "run"]
+    assert {s.name.split(" ")[0] for s in started} >= {
+        "ingress", "invocation-start", "invocation-attempt", "invocation-end"}, started
+    assert {s.trace_id for s in started} == {task_trace}, started
+    ingress = next(s for s in started if s.name.startswith("ingress"))
+    accept = next(s for s in in_task if s.name == "accept task")
+    assert ingress.parent_id == f"{accept.context.span_id:016x}"
+
+    # linked: each on_notify and each receipt starts a trace of its own (a one-way send),
+    # its root linked to the invocation that sent it
+    by_id = {s.span_id: s for s in spans}
+    for handler in ("on_notify", "record"):
+        roots = [s for s in spans if _handler(s) == handler
+                 and s.name.startswith("invocation-start")]
+        assert roots, handler
+        for root in roots:
+            assert root.parent_id in ("", "0" * 16) and root.links, root
+            sender = by_id.get(root.links[0][1])
+            assert sender is not None and sender.name.startswith("invocation-attempt"), root
+    # the task's own subscriber's on_notify links straight into the task's trace
+    own = [s for s in spans if _handler(s) == "on_notify"
+           and s.name.startswith("invocation-start") and s.links[0][0] == task_trace]
+    assert len(own) == 1, spans
+
+    # every span about the task is in its trace or reached from it by links (the reads of
+    # `status` and the receipts' `list` belong to the request that asked)
+    reached = _reachable(task_trace, spans, in_task)
+    lost = [s for s in spans if s.trace_id not in reached
+            and _handler(s) not in ("status", "list")]
+    assert not lost, lost
+
+    # nothing twice, also when every step was replayed
+    assert not [i for i, n in Counter(s.span_id for s in spans).items() if n > 1]
+    assert not [i for i, n in Counter(s.context.span_id for s in in_task).items() if n > 1]
+    for handler in ("run", "on_notify", "subscribe"):
+        ends = _ended(spans, handler)
+        assert ends == (2 if handler == "on_notify" else 1), (handler, ends)

@@ -29,9 +29,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 
 from gateway._api_restate import RestateLink
+from gateway._trace import stable_trace_id
 from gateway.api import create_api
+from gateway.client import GatewayClient
 from gateway.engine import LocalEngine, free_port
 from gateway.local_sinks import Mailbox, WebhookReceiver
+from gateway.models import TaskRequest
 from tests.api.conftest import KEYS, api_config_text, load_api, wait_listening
 from tests.api.helpers import finished, new_id, poll
 from tests.conftest import engine_env, register
@@ -88,6 +91,7 @@ class Collector(OtlpReceiver):
 class TracedRestate:
     collector: Collector
     http: httpx.Client
+    ingress_url: str
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +124,7 @@ def traced_restate(traced: Traced, gateway: str, restate_server: LocalEngine,
         wait_listening(service.url)
         with httpx.Client(base_url=service.url, timeout=30, headers={
                 "authorization": f"Bearer {KEYS.full}"}) as http:
-            yield TracedRestate(collector, http)
+            yield TracedRestate(collector, http, engine.ingress_url)
     finally:
         service.stop()
         engine.stop()
@@ -222,3 +226,43 @@ def test_every_restate_span_of_a_task_joins_its_trace_or_links_back_to_it(
     for handler in ("run", "on_notify", "subscribe"):
         ends = _ended(spans, handler)
         assert ends == (2 if handler == "on_notify" else 1), (handler, ends)
+
+
+def test_a_task_started_from_the_command_line_is_one_trace_derived_from_its_id(
+        traced_restate: TracedRestate, traced: Traced) -> None:
+    collector = traced_restate.collector
+    task_id = new_id("otlp-cli")
+    with GatewayClient(traced_restate.ingress_url) as client:
+        client.submit(task_id, TaskRequest.parse({
+            "prompt": "Trace me", "subscriptions": [f"{task_id}@example.com"]}))
+        assert client.wait(task_id, 60).deliveries[0].state.value == "delivered"
+        client.subscribe(task_id, f"{task_id}-late@example.com")
+        deadline = time.monotonic() + 60
+        states: list[str] = []
+        while time.monotonic() < deadline and states != ["delivered", "delivered"]:
+            states = [d.state.value for d in client.wait(task_id, 60).deliveries]
+            time.sleep(0.1)
+        assert states == ["delivered", "delivered"]
+    task_trace = f"{stable_trace_id(task_id):032x}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        spans = collector.about(task_id)
+        if _ended(spans, "run") and _ended(spans, "subscribe") and _ended(spans, "status"):
+            break
+        time.sleep(0.2)
+    spans = collector.about(task_id)
+    # the start, the later subscriber and every status read are calls through the ingress:
+    # all in the trace derived from the task id, and so is the gateway's run
+    for handler in ("run", "subscribe", "status"):
+        joined = [s for s in spans if _handler(s) == handler]
+        assert joined and {s.trace_id for s in joined} == {task_trace}, (handler, joined)
+    found = traced.wait_spans(lambda found: any(
+        s.name == "AsyncNotificationsAgent/run" and attrs(s).get("gateway.task.id") == task_id
+        for s in found))
+    [run] = [s for s in found if s.name == "AsyncNotificationsAgent/run"
+             and attrs(s).get("gateway.task.id") == task_id]
+    assert f"{run.context.trace_id:032x}" == task_trace
+    # the on_notify of each subscriber (a one-way send) links back into it
+    roots = [s for s in spans if _handler(s) == "on_notify"
+             and s.name.startswith("invocation-start")]
+    assert len(roots) == 2 and all(s.links[0][0] == task_trace for s in roots), roots

@@ -392,7 +392,9 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     error = await ctx.get("error", type_hint=str)
     completed_at = await ctx.get("completed_at", type_hint=float)
     waiting: list[dict[str, Any]] = await ctx.get("subscriptions", type_hint=list) or []
-    receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None)
+    asked = ctx.request().headers.get(_trace.TRACEPARENT)  # the read joins the request's trace
+    receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None, headers={
+        _trace.TRACEPARENT: asked or _trace.task_traceparent(ctx.key(), "status")})
     recorded = {r["subscription_id"] for r in receipts}
     merged = [r for r in waiting if r["subscription_id"] not in recorded] + receipts
     own = {r["subscription_id"] for r in waiting}

@@ -16,9 +16,12 @@ values and a span id derived from the invocation id, so spans written in earlier
 name it as their parent. A delivery attempt's span is made inside its journaled step, which
 runs once per attempt.
 
-Headers that go into the journal (every send and call a handler makes carries a
-``traceparent``) depend only on the request's headers and the task id, never on whether
-this process traces: a replay under another configuration sends the same. Without a
+Headers that go into the journal (the ``traceparent`` of every send of ``on_notify`` and of
+the calls a handler makes) depend only on the request's headers and the task id, never on
+whether this process traces: a replay under another configuration sends the same. Headers
+are part of what a replay compares, so a handler that may wait for hours (``on_notify``)
+sends its receipts without: restate-server 1.7 gives a one-way send a trace of its own,
+linked to the sender, whatever it carries, and the receipts make no spans of their own. Without a
 provider (:func:`install`) every helper here returns at once.
 """
 
@@ -222,13 +225,6 @@ def notify_context(task_id: str, invocation_id: str, headers: Mapping[str, str])
     parent = parse_traceparent(headers.get(TRACEPARENT)) or run_span_context(task_id, None)
     return SpanContext(parent.trace_id, stable_span_id("notify", invocation_id),
                        is_remote=True, trace_flags=parent.trace_flags)
-
-
-def own_headers(task_id: str, invocation_id: str,
-                headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers of a send made by ``on_notify`` (its receipts): its own span as the parent.
-    Derived from the request alone: the same in every attempt, traced or not."""
-    return {TRACEPARENT: format_traceparent(notify_context(task_id, invocation_id, headers))}
 
 
 # --- spans ---------------------------------------------------------------------------------

@@ -506,12 +506,7 @@ async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: 
     sender has had a 202 and would never hear of the refusal otherwise."""
     rejected = rejected_receipt(ctx.key(), raw, reason, await ctx.time(), rt.redact,
                                 ctx.request().id)
-    ctx.object_send(record_receipt, key=ctx.key(), arg=rejected, headers=_own_headers(ctx))
-
-
-def _own_headers(ctx: WorkflowSharedContext) -> dict[str, str]:
-    request = ctx.request()
-    return _trace.own_headers(ctx.key(), request.id, request.headers)
+    ctx.object_send(record_receipt, key=ctx.key(), arg=rejected)
 
 
 #: set by the Restate server on an invocation that came through its ingress
@@ -777,8 +772,10 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
         _task_log.delivery_finished(sub.channel, state.value, attempts, channel_used, kind,
                                     provider_status)
     if not (sub.from_task and state.final and kind != "still_running"):  # see _settle
-        ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"),
-                        headers=_own_headers(ctx))
+        # no traceparent: restate-server starts a linked trace for a send whatever it
+        # carries, the receipts make no spans, and headers are part of the journal an
+        # on_notify waiting out a retry across an upgrade replays (see gateway._trace)
+        ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
     return receipt
 
 

@@ -334,6 +334,7 @@ def start_notify(ctx: Any, subscription_id: str, channel: str) -> HandlerTrace |
     link = parse_traceparent(headers.get(LINK_HEADER))
     if link is not None:
         links = (Link(link, {"gateway.link": "subscribed by"}),)
+    links += restate_links(request.attempt_headers, own)
     since = headers.get(SINCE_HEADER)
     try:
         start = _ns(float(since)) if since else now_ns()
@@ -344,6 +345,16 @@ def start_notify(ctx: Any, subscription_id: str, channel: str) -> HandlerTrace |
     attrs["gateway.channel"] = channel
     return HandlerTrace("AsyncNotificationsAgent/on_notify", own, parent, start, attrs,
                         links).enter()
+
+
+def restate_links(attempt_headers: Mapping[str, str], own: SpanContext) -> tuple[Link, ...]:
+    """A link to restate-server's span of this attempt when it is in another trace (a one-way
+    send starts one): from the task's trace an operator reaches Restate's side of it."""
+    restate = parse_traceparent({k.lower(): v for k, v in attempt_headers.items()}.get(
+        TRACEPARENT))
+    if restate is None or restate.trace_id == own.trace_id:
+        return ()
+    return (Link(restate, {"gateway.link": "restate invocation"}),)
 
 
 def finish_notify(span: HandlerTrace | None, receipt: Mapping[str, Any]) -> None:

@@ -213,6 +213,17 @@ def test_every_restate_span_of_a_task_joins_its_trace_or_links_back_to_it(
            and s.name.startswith("invocation-start") and s.links[0][0] == task_trace]
     assert len(own) == 1, spans
 
+    # and the gateway's span of each on_notify, in the task's trace, links to Restate's span
+    # of the attempt that delivered
+    notifies = [s for s in in_task if ours(s) and s.name == "AsyncNotificationsAgent/on_notify"]
+    for notify in notifies:
+        [link] = [link for link in notify.links
+                  if (link.attributes or {}).get("gateway.link") == "restate invocation"]
+        attempt = by_id.get(f"{link.context.span_id:016x}")
+        assert attempt is not None and attempt.name.startswith("invocation-attempt"), notify
+        assert _handler(attempt) == "on_notify"
+        assert attempt.trace_id == f"{link.context.trace_id:032x}" != task_trace
+
     # every span about the task is in its trace or reached from it by links (the reads of
     # `status` and the receipts' `list` belong to the request that asked)
     reached = _reachable(task_trace, spans, in_task)

@@ -177,8 +177,9 @@ def configure_logging(*, level: int = logging.INFO, fmt: str = "json",
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), mask_library_lines],
-        processors=[*final, _redact_secrets, renderer],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        # secrets first: a masked address could no longer be recognised as one
+        processors=[*final, _redact_secrets, mask_library_lines, renderer],
     )
     handler = logging.StreamHandler(stream)
     handler.set_name(HANDLER_NAME)

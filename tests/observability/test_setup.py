@@ -175,3 +175,17 @@ def test_the_context_handed_to_on_notify_depends_on_the_request_only() -> None:
     assert sub == {"traceparent": headers["traceparent"], "x-gateway-link": later}
     assert _trace.parse_traceparent("00-zz-yy-01") is None
     assert _trace.parse_traceparent("00-" + "0" * 32 + "-" + "2" * 16 + "-01") is None
+
+
+def test_apprise_lines_are_masked_after_secrets_are_redacted(json_logs: io.StringIO) -> None:
+    # a secret that looks like an address is redacted whole, not masked to a part of it
+    set_redactor(redactor(["relay.s3cr3t@example.com"]))
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.info("Sent Email to %s", "jane@example.com")
+    apprise_log.info("Sent Email to %s", "relay.s3cr3t@example.com")
+    logging.getLogger("gateway.api").info("subscriber jane@example.com")
+    sent, secret, own = (json.loads(line) for line in json_logs.getvalue().splitlines())
+    assert sent["event"] == "Sent Email to j***@example.com" and sent["level"] == "info"
+    assert secret["event"] == "Sent Email to [redacted]"
+    assert "jane@example.com" not in json.dumps(sent) and "s3cr3t" not in json.dumps(secret)
+    assert own["event"] == "subscriber jane@example.com"  # the gateway's own lines: as written

@@ -277,3 +277,35 @@ def test_a_task_started_from_the_command_line_is_one_trace_derived_from_its_id(
     roots = [s for s in spans if _handler(s) == "on_notify"
              and s.name.startswith("invocation-start")]
     assert len(roots) == 2 and all(s.links[0][0] == task_trace for s in roots), roots
+
+
+def test_a_task_started_on_the_ingress_without_a_traceparent_gets_the_trace_of_its_id(
+        traced_restate: TracedRestate, traced: Traced) -> None:
+    collector = traced_restate.collector
+    task_id = new_id("otlp-curl")
+    r = httpx.post(f"{traced_restate.ingress_url}/AsyncNotificationsAgent/{task_id}/run/send",
+                   json={"prompt": "Trace me", "subscriptions": [f"{task_id}@example.com"]},
+                   timeout=30)
+    assert r.status_code == 202, r.text
+
+    def ours(s: ReadableSpan) -> bool:
+        return attrs(s).get("gateway.task.id") == task_id
+
+    found = traced.wait_spans(lambda found: any(
+        ours(s) and s.name == "AsyncNotificationsAgent/on_notify" for s in found), timeout=60)
+    mine = [s for s in found if ours(s)]
+    assert {s.name for s in mine} >= {"AsyncNotificationsAgent/run",
+                                      "AsyncNotificationsAgent/on_notify"}, mine
+    # the gateway's spans: one trace, derived from the task id
+    assert {s.context.trace_id for s in mine} == {stable_trace_id(task_id)}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _ended(collector.about(task_id), "on_notify"):
+        time.sleep(0.2)
+    spans = collector.about(task_id)
+    # Restate's call from curl stays in a trace Restate started (as the README says), and the
+    # on_notify its run sent links into that one
+    started = {s.trace_id for s in spans if _handler(s) == "run"}
+    assert len(started) == 1 and started != {f"{stable_trace_id(task_id):032x}"}, spans
+    roots = [s for s in spans if _handler(s) == "on_notify"
+             and s.name.startswith("invocation-start")]
+    assert len(roots) == 1 and roots[0].links[0][0] in started, roots

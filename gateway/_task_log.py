@@ -64,8 +64,10 @@ def attempted(channel: str, attempt: int, outcome: str, provider_status: int | N
 
 
 def delivery_finished(channel: str, state: str, attempts: int, channel_used: str | None,
-                      kind: str, provider_status: int | None) -> None:
+                      kind: str, provider_status: int | None,
+                      latency: float | None = None) -> None:
     """A subscription's final state (delivered, delivered-by-fallback, failed, skipped,
-    cancelled)."""
+    cancelled); ``latency``: from the task's result to the provider's acceptance."""
     _info(_delivery, "delivery finished", channel=channel, state=state, attempts=attempts,
-          channel_used=channel_used, message_kind=kind, provider_status=provider_status)
+          channel_used=channel_used, message_kind=kind, provider_status=provider_status,
+          latency_s=round(latency, 3) if latency is not None else None)

@@ -657,7 +657,7 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                 receipt = _record(ctx, rt, sub, state, at=at, kind=kind, attempts=attempts,
                                   channel_used=target.channel, history=history,
                                   provider_status=outcome.provider_status, message_id=mid,
-                                  delivered_at=at)
+                                  delivered_at=at, result_at=result_at)
                 return receipt.model_dump(mode="json")
             last_error = f"{target.channel}: {outcome.error}"
             last_status = outcome.provider_status
@@ -756,7 +756,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
             last_error: str | None = None, provider_status: int | None = None,
             message_id: str | None = None, delivered_at: float | None = None,
             next_attempt_at: float | None = None,
-            history: list[AttemptRecord] | None = None) -> DeliveryReceipt:
+            history: list[AttemptRecord] | None = None,
+            result_at: float | None = None) -> DeliveryReceipt:
     assert sub.id is not None
     inst = rt.channels.get(sub.channel)
     receipt = DeliveryReceipt(
@@ -770,7 +771,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
     if state.final and not _trace.replaying():
         _metrics.DELIVERIES.labels(sub.channel, state.value).inc()
         _task_log.delivery_finished(sub.channel, state.value, attempts, channel_used, kind,
-                                    provider_status)
+                                    provider_status, None if result_at is None
+                                    else max(0.0, at - result_at))
     if not (sub.from_task and state.final and kind != "still_running"):  # see _settle
         # no traceparent: restate-server starts a linked trace for a send whatever it
         # carries, the receipts make no spans, and headers are part of the journal an

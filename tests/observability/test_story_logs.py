@@ -82,7 +82,7 @@ def test_a_task_logs_each_state_change_and_delivery_once_with_apprise_masked(
         [end] = [r for r in lines if r["event"] == "delivery finished"
                  and r["subscription"] == sub]
         assert end["state"] == "delivered" and end["channel_used"] == channel
-        assert end["attempts"] == 1
+        assert end["attempts"] == 1 and end["latency_s"] == attempt["latency_s"]
     webhook_attempt = next(r for r in lines if r["event"] == "delivery attempt"
                            and r["channel"] == "webhook")
     assert webhook_attempt["provider_status"] == 200

@@ -57,8 +57,10 @@ def task_finished(agent: str, outcome: str, seconds: float, error: str | None = 
 
 def attempted(channel: str, attempt: int, outcome: str, provider_status: int | None,
               elapsed: float, latency: float | None) -> None:
-    """One delivery attempt (inside its journaled step)."""
-    _info(_delivery, "delivery attempt", channel=channel, attempt=attempt, outcome=outcome,
+    """One delivery attempt (inside its journaled step); one that failed is a warning."""
+    _info(_delivery, "delivery attempt",
+          level=logging.INFO if outcome == "delivered" else logging.WARNING,
+          channel=channel, attempt=attempt, outcome=outcome,
           provider_status=provider_status, elapsed_ms=round(elapsed * 1000, 1),
           latency_s=round(latency, 3) if latency is not None else None)
 

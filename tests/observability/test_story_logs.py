@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from gateway.local_sinks import Mailbox, WebhookReceiver
 from tests.api.helpers import finished, new_id, poll
+from tests.conftest import WEBHOOK_SECRET
 from tests.observability.conftest import Traced
 
 pytestmark = pytest.mark.restate
@@ -123,3 +125,33 @@ def test_a_failed_and_a_timed_out_task_each_log_their_end_once(traced: Traced) -
     assert "timeout" in end["error"] and end["duration_s"] >= 1
     end = next(r for r in failed if r["event"] == "task failed")
     assert end["level"] == "warning" and end["agent"] == "failing" and end["error"]
+
+
+@pytest.fixture(scope="module")
+def refusing() -> Iterator[WebhookReceiver]:
+    """A webhook receiver that refuses every message (400: permanent, no retry)."""
+    receiver = WebhookReceiver(secret=WEBHOOK_SECRET, responses=[400] * 100).start()
+    yield receiver
+    receiver.stop()
+
+
+def test_a_refused_attempt_is_a_warning_and_the_fallback_delivery_its_end(
+        traced: Traced, refusing: WebhookReceiver, mailbox: Mailbox) -> None:
+    task_id = new_id("story-fallback")
+    subscriber = {"channel": "webhook", "target": f"{refusing.url}/hooks/{task_id}",
+                  "fallback": [{"channel": "email", "target": f"{task_id}@example.com"}]}
+    r = traced.http.post("/v1/tasks", json={"task_id": task_id, "prompt": "Fall back",
+                                            "subscriptions": [subscriber]})
+    assert r.status_code == 201, r.text
+    status = poll(traced.http, task_id, finished, timeout=60)
+    [delivery] = status["deliveries"]
+    assert delivery["state"] == "delivered-by-fallback", status
+    lines = _story(traced, task_id, deliveries=1)
+    attempts = [r for r in lines if r["event"] == "delivery attempt"]
+    assert [(r["channel"], r["outcome"], r["level"]) for r in attempts] == [
+        ("webhook", "permanent", "warning"), ("email", "delivered", "info")], attempts
+    assert attempts[0]["provider_status"] == 400 and "latency_s" not in attempts[0]
+    assert all(r["subscription"] == delivery["subscription_id"] for r in attempts)
+    [end] = [r for r in lines if r["event"] == "delivery finished"]
+    assert end["state"] == "delivered-by-fallback" and end["channel"] == "webhook"
+    assert end["channel_used"] == "email" and end["attempts"] == 2 and end["latency_s"] >= 0

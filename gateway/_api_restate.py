@@ -84,21 +84,24 @@ class RestateLink:
 
     async def _request(self, method: str, url: str, body: bytes | None = None,
                        accept: str | None = None,
-                       idempotency_key: str | None = None) -> httpx.Response:
+                       idempotency_key: str | None = None, task_id: str | None = None,
+                       handler: str = "") -> httpx.Response:
         try:
-            return await self._send(method, url, body, accept, idempotency_key)
+            return await self._send(method, url, body, accept, idempotency_key, task_id, handler)
         except httpx.HTTPError as exc:
             where = url.split("/restate/")[0] if "/restate/" in url else self.admin_url
             raise RestateFailed(f"Restate at {where} is not reachable ({type(exc).__name__})",
                                 reachable=False) from None
 
     async def _ingress_request(self, method: str, path: str, body: bytes | None = None,
-                               idempotency_key: str | None = None) -> httpx.Response:
+                               idempotency_key: str | None = None, task_id: str | None = None,
+                               handler: str = "") -> httpx.Response:
         """``path`` on the first ingress URL that takes the connection (see the module doc)."""
         failed: list[str] = []
         for base in self.ingress.in_order():
             try:
-                r = await self._send(method, base + path, body, None, idempotency_key)
+                r = await self._send(method, base + path, body, None, idempotency_key, task_id,
+                                     handler)
             except CONNECT_ERRORS as exc:
                 failed.append(type(exc).__name__)
                 if len(self.ingress.urls) > 1:
@@ -114,13 +117,15 @@ class RestateLink:
                             f"({', '.join(failed)})", reachable=False)
 
     async def _send(self, method: str, url: str, body: bytes | None, accept: str | None,
-                    idempotency_key: str | None) -> httpx.Response:
+                    idempotency_key: str | None, task_id: str | None = None,
+                    handler: str = "") -> httpx.Response:
         headers = {"content-type": "application/json"} if body else {}
         if accept:
             headers["accept"] = accept
         if idempotency_key:
             headers["idempotency-key"] = idempotency_key
-        inject(headers)  # the current span's traceparent (tracing on): the task's trace
+        inject(headers, task_id, handler)  # the task's trace, also when this process does not
+        # trace: Restate's spans of the call join it
         return await self.client.request(method, url, content=body, headers=headers)
 
     def _handler_path(self, service: str, key: str, handler: str, *, send: bool = False) -> str:
@@ -130,7 +135,8 @@ class RestateLink:
     async def _call(self, service: str, key: str, handler: str, body: bytes | None,
                     *, send: bool = False) -> Any:
         r = await self._ingress_request("POST", self._handler_path(service, key, handler,
-                                                                  send=send), body)
+                                                                  send=send), body,
+                                        task_id=key, handler=handler)
         if 400 <= r.status_code < 500:
             raise HandlerRefused(_message(r), r.status_code)
         if r.status_code >= 300:
@@ -206,7 +212,8 @@ class RestateLink:
         body = json.dumps({"cancelled": subscription_id}).encode()
         r = await self._ingress_request("POST", self._handler_path(SERVICE, task_id, "on_notify",
                                                                   send=True),
-                                        body, idempotency_key=subscription_id)
+                                        body, idempotency_key=subscription_id, task_id=task_id,
+                                        handler="on_notify")
         if r.status_code >= 300:
             raise RestateFailed(f"holding back subscriber {subscription_id} answered HTTP "
                                 f"{r.status_code}: {_message(r)}", status=r.status_code)

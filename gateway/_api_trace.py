@@ -79,10 +79,14 @@ def accept_task(task_id: str, agent: str, subscriptions: int, hook: str | None =
                                         record_exception=False)
 
 
-def inject(headers: dict[str, str]) -> None:
-    """Add the current span's ``traceparent`` to ``headers`` (tracing on, a span current)."""
-    if _trace.active_tracer() is None:
-        return
-    sc = trace.get_current_span().get_span_context()
-    if sc.is_valid:
-        headers[_trace.TRACEPARENT] = _trace.format_traceparent(sc)
+def inject(headers: dict[str, str], task_id: str | None = None, handler: str = "") -> None:
+    """Add a ``traceparent`` to ``headers``: the current span's (tracing on, a span current),
+    else, for a call about a task, the trace derived from its id (Restate's spans of the call
+    then land in the task's trace)."""
+    if _trace.active_tracer() is not None:
+        sc = trace.get_current_span().get_span_context()
+        if sc.is_valid:
+            headers[_trace.TRACEPARENT] = _trace.format_traceparent(sc)
+            return
+    if task_id is not None:
+        headers[_trace.TRACEPARENT] = _trace.task_traceparent(task_id, handler)

@@ -16,9 +16,13 @@ values and a span id derived from the invocation id, so spans written in earlier
 name it as their parent. A delivery attempt's span is made inside its journaled step, which
 runs once per attempt.
 
-Headers that go into the journal (the sends of ``on_notify``) depend only on the request's
-headers, never on whether this process traces: a replay under another configuration sends
-the same. Without a provider (:func:`install`) every helper here returns at once.
+Headers that go into the journal (the ``traceparent`` of every send of ``on_notify`` and of
+the calls a handler makes) depend only on the request's headers and the task id, never on
+whether this process traces: a replay under another configuration sends the same. Headers
+are part of what a replay compares, so a handler that may wait for hours (``on_notify``)
+sends its receipts without: restate-server 1.7 gives a one-way send a trace of its own,
+linked to the sender, whatever it carries, and the receipts make no spans of their own. Without a
+provider (:func:`install`) every helper here returns at once.
 """
 
 from __future__ import annotations
@@ -185,28 +189,42 @@ def run_span_context(task_id: str, incoming: SpanContext | None) -> SpanContext:
 
 
 def notify_headers(task_id: str, traceparent: str | None,
-                   submitted_at: float) -> dict[str, str] | None:
-    """Headers of ``run``'s sends of ``on_notify``: the task's context (only when ``run`` got
-    one: the journal of a task started without stays as it was)."""
-    incoming = parse_traceparent(traceparent)
-    if incoming is None:
-        return None
-    return {TRACEPARENT: format_traceparent(run_span_context(task_id, incoming)),
+                   submitted_at: float) -> dict[str, str]:
+    """Headers of ``run``'s sends of ``on_notify``: the task's context (the caller's trace,
+    else the one derived from the task id) and when the subscribers started waiting."""
+    return {TRACEPARENT: format_traceparent(run_span_context(task_id,
+                                                             parse_traceparent(traceparent))),
             SINCE_HEADER: repr(submitted_at)}
 
 
 def subscribe_headers(task_id: str, task_traceparent: str | None,
-                      traceparent: str | None) -> dict[str, str] | None:
-    """Headers of ``subscribe``'s send of ``on_notify``: the task's trace as parent, the
-    request that subscribed as a link."""
+                      traceparent: str | None) -> dict[str, str]:
+    """Headers of a send of ``on_notify`` for a subscriber added later (``subscribe``, a
+    repeat submit): the task's ``run`` as parent, the request that subscribed as a link when
+    it came from another trace."""
+    parent = run_span_context(task_id, parse_traceparent(task_traceparent))
+    headers = {TRACEPARENT: format_traceparent(parent)}
     request = parse_traceparent(traceparent)
-    if request is None:
-        return None
-    task = parse_traceparent(task_traceparent)
-    if task is None:
-        return {TRACEPARENT: format_traceparent(request)}
-    return {TRACEPARENT: format_traceparent(run_span_context(task_id, task)),
-            LINK_HEADER: format_traceparent(request)}
+    if request is not None and request.trace_id != parent.trace_id:
+        headers[LINK_HEADER] = format_traceparent(request)
+    return headers
+
+
+def task_traceparent(task_id: str, handler: str) -> str:
+    """The ``traceparent`` of an ingress call about a task made where no span is current (the
+    command line, an API that does not trace): the trace derived from the task id, so
+    Restate's spans of the call land in the task's trace. A start (``run``) hangs under a
+    span id of its own, any other call under the task's ``run`` span."""
+    span_id = stable_span_id("submit" if handler == "run" else "run", task_id)
+    return f"00-{stable_trace_id(task_id):032x}-{span_id:016x}-01"
+
+
+def notify_context(task_id: str, invocation_id: str, headers: Mapping[str, str]) -> SpanContext:
+    """The span context of an ``on_notify`` invocation: a child of the task's ``run`` (from
+    its ``traceparent``, else derived from the task id), its span id from the invocation."""
+    parent = parse_traceparent(headers.get(TRACEPARENT)) or run_span_context(task_id, None)
+    return SpanContext(parent.trace_id, stable_span_id("notify", invocation_id),
+                       is_remote=True, trace_flags=parent.trace_flags)
 
 
 # --- spans ---------------------------------------------------------------------------------
@@ -311,12 +329,12 @@ def start_notify(ctx: Any, subscription_id: str, channel: str) -> HandlerTrace |
     task_id = ctx.key()
     headers = request.headers
     parent = parse_traceparent(headers.get(TRACEPARENT)) or run_span_context(task_id, None)
-    own = SpanContext(parent.trace_id, stable_span_id("notify", request.id),
-                      is_remote=True, trace_flags=parent.trace_flags)
+    own = notify_context(task_id, request.id, headers)
     links: tuple[Link, ...] = ()
     link = parse_traceparent(headers.get(LINK_HEADER))
     if link is not None:
         links = (Link(link, {"gateway.link": "subscribed by"}),)
+    links += restate_links(request.attempt_headers, own)
     since = headers.get(SINCE_HEADER)
     try:
         start = _ns(float(since)) if since else now_ns()
@@ -327,6 +345,16 @@ def start_notify(ctx: Any, subscription_id: str, channel: str) -> HandlerTrace |
     attrs["gateway.channel"] = channel
     return HandlerTrace("AsyncNotificationsAgent/on_notify", own, parent, start, attrs,
                         links).enter()
+
+
+def restate_links(attempt_headers: Mapping[str, str], own: SpanContext) -> tuple[Link, ...]:
+    """A link to restate-server's span of this attempt when it is in another trace (a one-way
+    send starts one): from the task's trace an operator reaches Restate's side of it."""
+    restate = parse_traceparent({k.lower(): v for k, v in attempt_headers.items()}.get(
+        TRACEPARENT))
+    if restate is None or restate.trace_id == own.trace_id:
+        return ()
+    return (Link(restate, {"gateway.link": "restate invocation"}),)
 
 
 def finish_notify(span: HandlerTrace | None, receipt: Mapping[str, Any]) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from gateway._ingress_urls import CONNECT_ERRORS, IngressUrls
+from gateway._trace import TRACEPARENT, task_traceparent
 from gateway.errors import EngineError, UserInputError
 from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
 
@@ -86,14 +87,15 @@ class GatewayClient:
 
     def submit(self, task_id: str, request: TaskRequest) -> Submitted:
         body = request.model_dump_json(exclude_defaults=True).encode()
-        r = self._post(self._url(task_id, "run", send=True), body)
+        r = self._post(self._url(task_id, "run", send=True), body, _traced(task_id, "run"))
         data = r.json()
         new = str(data.get("status", "")) != "PreviouslyAccepted"
         added = len(request.subscriptions)
         if not new and request.subscriptions:  # a repeat: its new subscribers join
             subs = json.dumps([s.model_dump(mode="json", exclude_defaults=True)
                                for s in request.subscriptions]).encode()
-            added = len(self._post(self._url(task_id, "add_subscribers"), subs).json()["added"])
+            added = len(self._post(self._url(task_id, "add_subscribers"), subs,
+                                   _traced(task_id, "add_subscribers")).json()["added"])
         return Submitted(task_id, data.get("invocationId"), new=new, added=added)
 
     def subscribe(self, task_id: str, subscriber: Subscription | str) -> dict[str, Any]:
@@ -101,17 +103,23 @@ class GatewayClient:
             subscriber if isinstance(subscriber, str)
             else subscriber.model_dump(mode="json", exclude_defaults=True)
         ).encode()
-        result: dict[str, Any] = self._post(self._url(task_id, "subscribe"), body).json()
+        result: dict[str, Any] = self._post(self._url(task_id, "subscribe"), body,
+                                            _traced(task_id, "subscribe")).json()
         return result
 
     def status(self, task_id: str) -> TaskStatus:
-        r = self._post(self._url(task_id, "status"), b"")
+        r = self._post(self._url(task_id, "status"), b"", _traced(task_id, "status"))
         return TaskStatus.model_validate(r.json())
 
     def wait(self, task_id: str, timeout: float, *, deliveries: bool = True,
              poll: float = 0.2) -> TaskStatus:
         """Poll until the task has finished and (with ``deliveries``) every delivery is final."""
         return _wait(lambda: self.status(task_id), timeout, deliveries, poll)
+
+
+def _traced(task_id: str, handler: str) -> dict[str, str]:
+    """The task's own trace on an ingress call (see :func:`gateway._trace.task_traceparent`)."""
+    return {TRACEPARENT: task_traceparent(task_id, handler)}
 
 
 def _wait(status_of: Callable[[], TaskStatus], timeout: float, deliveries: bool,

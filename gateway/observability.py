@@ -23,8 +23,10 @@ import) and reads the environment:
 Logs: structlog and the standard library's logging (Restate SDK, apprise, httpx, hypercorn)
 share one processor chain: level, logger, time, the task/subscription/channel of the handler
 running, ``trace_id``/``span_id`` of the current span, and the redaction of every configured
-secret value. Lines written while a Restate handler replays its journal are dropped (the
-SDK's ``RestateLoggingFilter``). Nothing is formatted below the level.
+secret value; addresses in Apprise's own lines masked (``m***@example.com``). Lines written
+while a Restate handler replays its journal are dropped (the SDK's ``RestateLoggingFilter``).
+Nothing is formatted below the level. At ``info`` a task tells its story in a few lines
+(:mod:`gateway._task_log`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from restate import RestateLoggingFilter
 from restate.server_context import current_context
 
 from gateway import _trace
+from gateway._log_mask import mask_library_lines
 from gateway._span_redaction import RedactingExporter
 from gateway.errors import UserInputError
 
@@ -65,8 +68,10 @@ __all__ = [
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
-#: libraries that log a line per request at INFO (with URLs): quiet unless debugging
-NOISY = ("apprise", "httpx", "httpcore", "hpack", "hypercorn.access", "aiosmtpd", "mail.log")
+#: libraries that log a line per request at INFO (with URLs): quiet unless debugging.
+#: Apprise's lines ("Sent Email to ...") stay, masked (gateway._log_mask): they say which
+#: provider accepted a message, within the task's context
+NOISY = ("httpx", "httpcore", "hpack", "hypercorn.access", "aiosmtpd", "mail.log")
 HANDLER_NAME = "gateway-structlog"
 SERVICE_NAME = "notification-gateway"
 
@@ -173,7 +178,8 @@ def configure_logging(*, level: int = logging.INFO, fmt: str = "json",
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-        processors=[*final, _redact_secrets, renderer],
+        # secrets first: a masked address could no longer be recognised as one
+        processors=[*final, _redact_secrets, mask_library_lines, renderer],
     )
     handler = logging.StreamHandler(stream)
     handler.set_name(HANDLER_NAME)

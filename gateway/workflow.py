@@ -36,7 +36,7 @@ from restate import (
 from restate.asyncio import wait_completed
 from restate.serde import BytesSerde
 
-from gateway import _metrics, _trace
+from gateway import _metrics, _task_log, _trace
 from gateway._redaction import redactor, secret_values
 from gateway._rejection import rejected_receipt
 from gateway._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
@@ -154,6 +154,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
         ctx.set("error", f"invalid task: {problem}")
         if not _trace.replaying():
             _metrics.TASKS_FINISHED.labels("unknown", "invalid").inc()
+        _task_log.task_finished("unknown", "failed", 0.0, error=f"invalid task: {problem}")
         await ctx.promise(RESULT_PROMISE).reject(f"invalid task: {problem}", 400)
         raise TerminalError(f"invalid task: {problem}", 400)
 
@@ -198,6 +199,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
                                  for raw in routed])
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
     ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
+    _task_log.task_accepted(task.agent, len(chosen), len(routed))
     send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)
     # a subscriber owed a still-running notice at the deadline waits from the start; the
     # others are started once the outcome is known, so a running task holds no invocation,
@@ -207,14 +209,15 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     later = [s for s in chosen.values() if s not in early]
     _start_notify(ctx, task_id, early, send_headers)
 
+    _task_log.agent_started(task.agent, runner.model_name)
     try:
         output = await runner.run(request.prompt, submitted_at=submitted_at)
     except TerminalError as exc:
-        failed = await _fail(ctx, rt, exc.message, task.agent, span)
+        failed = await _fail(ctx, rt, exc.message, task, span)
         _start_notify(ctx, task_id, later, send_headers)
         return failed
     except (AgentRunError, UserError) as exc:
-        failed = await _fail(ctx, rt, f"{type(exc).__name__}: {exc}", task.agent, span)
+        failed = await _fail(ctx, rt, f"{type(exc).__name__}: {exc}", task, span)
         _start_notify(ctx, task_id, later, send_headers)
         return failed
 
@@ -226,6 +229,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     ctx.set("state", TaskState.SUCCEEDED.value)
     if not _trace.replaying():
         _metrics.TASKS_FINISHED.labels(task.agent, "succeeded").inc()
+    _task_log.task_finished(task.agent, "succeeded", completed_at - submitted_at)
     with _trace.promise("succeeded"):
         # journaled when made, before the sends below; not awaited: no round trip while the
         # task holds one of the server's invocation slots
@@ -238,7 +242,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
 
 
 def _start_notify(ctx: WorkflowContext, task_id: str, subs: list[Subscription],
-                  headers: dict[str, str] | None) -> None:
+                  headers: dict[str, str]) -> None:
     """One ``on_notify`` per subscriber, keyed by its id: never two for the same one (a
     subscriber cancelled while the task ran has one already, which ended at once)."""
     for sub in subs:
@@ -282,14 +286,18 @@ def _route_checked(rt: Runtime, task: Task) -> list[dict[str, Any]]:
     return out
 
 
-async def _fail(ctx: WorkflowContext, rt: Runtime, error: str, agent: str,
+async def _fail(ctx: WorkflowContext, rt: Runtime, error: str, task: Task,
                 span: _trace.HandlerTrace | None) -> dict[str, Any]:
     error = rt.redact(error)
+    agent = task.agent
     ctx.set("error", error)
-    ctx.set("completed_at", await ctx.time())
+    completed_at = await ctx.time()
+    ctx.set("completed_at", completed_at)
     ctx.set("state", TaskState.FAILED.value)
     if not _trace.replaying():
         _metrics.TASKS_FINISHED.labels(agent, "failed").inc()
+    _task_log.task_finished(agent, _task_log.outcome_of_failure(error),
+                            completed_at - task.submitted_at, error=error)
     with _trace.promise("failed"):
         rejected = ctx.promise(RESULT_PROMISE).reject(error)
     await rejected
@@ -310,17 +318,20 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
         rt, ctx.key(), _json_body(body, "subscribe", '"me@example.com" or "CHANNEL:TARGET"'),
         untrusted=True,
     )
-    # in the task's trace, linked to this request's (journaled only when it brought one)
-    traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
-    headers = None
-    if traceparent:
-        task_trace = await ctx.get("trace", type_hint=str)
-        headers = _trace.subscribe_headers(ctx.key(), task_trace, traceparent)
+    # in the task's trace, linked to this request's
+    headers = await _later_headers(ctx)
     ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
                       headers=headers)
     inst = rt.channels.get(sub.channel)
     return {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
             "target": inst.channel.redact_target(sub.target)}
+
+
+async def _later_headers(ctx: WorkflowSharedContext) -> dict[str, str]:
+    """The trace headers of a send of ``on_notify`` for a subscriber added after the start."""
+    task_trace = await ctx.get("trace", type_hint=str)
+    return _trace.subscribe_headers(ctx.key(), task_trace,
+                                    ctx.request().headers.get(_trace.TRACEPARENT))
 
 
 #: how long ``add_subscribers`` waits for a task that was sent but has not taken its own
@@ -340,15 +351,17 @@ async def add_subscribers(ctx: WorkflowSharedContext, body: bytes) -> dict[str, 
     own = await _own_subscription_ids(ctx)
     now = await ctx.time()
     others = [_waiting(rt, s, now) for s in subs if s.id not in own]
-    claimed = set(await ctx.object_call(claim_receipts, key=ctx.key(), arg=others)
-                  if others else [])
+    headers = await _later_headers(ctx)
+    claimed = set(await ctx.object_call(claim_receipts, key=ctx.key(), arg=others,
+                                        headers=headers) if others else [])
     added, existing = [], []
     for sub in subs:
         inst = rt.channels.get(sub.channel)
         out = {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
                "target": inst.channel.redact_target(sub.target)}
         if sub.id in claimed:
-            ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id)
+            ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
+                              headers=headers)
             added.append(out)
         else:
             existing.append(out)
@@ -379,7 +392,9 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     error = await ctx.get("error", type_hint=str)
     completed_at = await ctx.get("completed_at", type_hint=float)
     waiting: list[dict[str, Any]] = await ctx.get("subscriptions", type_hint=list) or []
-    receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None)
+    asked = ctx.request().headers.get(_trace.TRACEPARENT)  # the read joins the request's trace
+    receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None, headers={
+        _trace.TRACEPARENT: asked or _trace.task_traceparent(ctx.key(), "status")})
     recorded = {r["subscription_id"] for r in receipts}
     merged = [r for r in waiting if r["subscription_id"] not in recorded] + receipts
     own = {r["subscription_id"] for r in waiting}
@@ -455,9 +470,8 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     if _INGRESS_PATH in ctx.request().headers:
         # sent straight to the ingress (the gateway's own sends are keyed by the subscription
         # id already): started again under that key, so the same subscriber is told once
-        traceparent = ctx.request().headers.get(_trace.TRACEPARENT)
         ctx.workflow_send(on_notify, ctx.key(), _encode(sub), idempotency_key=sub.id,
-                          headers={_trace.TRACEPARENT: traceparent} if traceparent else None)
+                          headers=await _later_headers(ctx))
         return {"task_id": ctx.key(), "subscription_id": sub.id,
                 "state": DeliveryState.WAITING.value}
     bind_delivery(sub.id, sub.channel)
@@ -643,7 +657,7 @@ async def _deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, k
                 receipt = _record(ctx, rt, sub, state, at=at, kind=kind, attempts=attempts,
                                   channel_used=target.channel, history=history,
                                   provider_status=outcome.provider_status, message_id=mid,
-                                  delivered_at=at)
+                                  delivered_at=at, result_at=result_at)
                 return receipt.model_dump(mode="json")
             last_error = f"{target.channel}: {outcome.error}"
             last_status = outcome.provider_status
@@ -676,7 +690,7 @@ class _Attempt:
 
     async def run(self, n: int) -> AttemptOutcome:
         with _trace.delivery(self.span, self.channel_name, n, self.message_id) as span:
-            observe = _AttemptObserver(span, self.channel_name, self.result_at)
+            observe = _AttemptObserver(span, self.channel_name, self.result_at, n)
             return await _attempt_once(self.rt, self.channel, self.message, self.options,
                                        self.timeout, observe)
 
@@ -685,16 +699,22 @@ class _AttemptObserver:
     """Counts one delivery attempt and describes it on its span (inside the journaled step:
     once per attempt, never on a replay)."""
 
-    def __init__(self, span: Any, channel: str, result_at: float | None) -> None:
+    def __init__(self, span: Any, channel: str, result_at: float | None,
+                 attempt: int = 0) -> None:
         self.span = span
         self.channel = channel
         self.result_at = result_at
+        self.attempt = attempt
+        self.started = time.time()
 
     def __call__(self, outcome_label: str, outcome: AttemptOutcome) -> None:
         _metrics.DELIVERY_ATTEMPTS.labels(self.channel, outcome_label).inc()
+        latency = None
         if outcome.ok and self.result_at is not None:
-            _metrics.DELIVERY_LATENCY.labels(self.channel).observe(
-                max(0.0, outcome.at - self.result_at))
+            latency = max(0.0, outcome.at - self.result_at)
+            _metrics.DELIVERY_LATENCY.labels(self.channel).observe(latency)
+        _task_log.attempted(self.channel, self.attempt, outcome_label, outcome.provider_status,
+                            outcome.at - self.started, latency)
         _trace.attempted(self.span, outcome_label, outcome.provider_status, outcome.error)
 
 
@@ -736,7 +756,8 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
             last_error: str | None = None, provider_status: int | None = None,
             message_id: str | None = None, delivered_at: float | None = None,
             next_attempt_at: float | None = None,
-            history: list[AttemptRecord] | None = None) -> DeliveryReceipt:
+            history: list[AttemptRecord] | None = None,
+            result_at: float | None = None) -> DeliveryReceipt:
     assert sub.id is not None
     inst = rt.channels.get(sub.channel)
     receipt = DeliveryReceipt(
@@ -749,7 +770,13 @@ def _record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: D
     )
     if state.final and not _trace.replaying():
         _metrics.DELIVERIES.labels(sub.channel, state.value).inc()
+        _task_log.delivery_finished(sub.channel, state.value, attempts, channel_used, kind,
+                                    provider_status, None if result_at is None
+                                    else max(0.0, at - result_at))
     if not (sub.from_task and state.final and kind != "still_running"):  # see _settle
+        # no traceparent: restate-server starts a linked trace for a send whatever it
+        # carries, the receipts make no spans, and headers are part of the journal an
+        # on_notify waiting out a retry across an upgrade replays (see gateway._trace)
         ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
     return receipt
 

@@ -143,10 +143,24 @@ def test_spans_lose_configured_secrets_on_export() -> None:
 
 
 def test_the_context_handed_to_on_notify_depends_on_the_request_only() -> None:
-    # without a traceparent, nothing is added to the journal (tasks started before tracing)
-    assert _trace.notify_headers("t-1", None, 1.5) is None
-    assert _trace.subscribe_headers("t-1", "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
-                                    None) is None
+    # without a traceparent, the task's own trace, derived from its id
+    own = _trace.parse_traceparent(_trace.notify_headers("t-1", None, 1.5)["traceparent"])
+    assert own is not None and own == _trace.run_span_context("t-1", None)
+    assert own.trace_id == _trace.stable_trace_id("t-1")
+    task = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    assert _trace.subscribe_headers("t-1", task, None) == {
+        "traceparent": _trace.format_traceparent(_trace.run_span_context(
+            "t-1", _trace.parse_traceparent(task)))}
+    # the command line's calls carry the task's trace: its start under a span of its own,
+    # the others under the task's run
+    submit = _trace.parse_traceparent(_trace.task_traceparent("t-1", "run"))
+    status = _trace.parse_traceparent(_trace.task_traceparent("t-1", "status"))
+    assert submit is not None and status is not None
+    assert submit.trace_id == status.trace_id == own.trace_id
+    assert status.span_id == own.span_id != submit.span_id
+    # a subscriber added by a request in the task's own trace is not linked to it
+    assert _trace.subscribe_headers("t-1", None, _trace.task_traceparent("t-1", "subscribe")
+                                    ) == {"traceparent": _trace.format_traceparent(own)}
     incoming = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
     headers = _trace.notify_headers("t-1", incoming, 1.5)
     assert headers == _trace.notify_headers("t-1", incoming, 1.5)  # stable on a replay
@@ -161,3 +175,17 @@ def test_the_context_handed_to_on_notify_depends_on_the_request_only() -> None:
     assert sub == {"traceparent": headers["traceparent"], "x-gateway-link": later}
     assert _trace.parse_traceparent("00-zz-yy-01") is None
     assert _trace.parse_traceparent("00-" + "0" * 32 + "-" + "2" * 16 + "-01") is None
+
+
+def test_apprise_lines_are_masked_after_secrets_are_redacted(json_logs: io.StringIO) -> None:
+    # a secret that looks like an address is redacted whole, not masked to a part of it
+    set_redactor(redactor(["relay.s3cr3t@example.com"]))
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.info("Sent Email to %s", "jane@example.com")
+    apprise_log.info("Sent Email to %s", "relay.s3cr3t@example.com")
+    logging.getLogger("gateway.api").info("subscriber jane@example.com")
+    sent, secret, own = (json.loads(line) for line in json_logs.getvalue().splitlines())
+    assert sent["event"] == "Sent Email to j***@example.com" and sent["level"] == "info"
+    assert secret["event"] == "Sent Email to [redacted]"
+    assert "jane@example.com" not in json.dumps(sent) and "s3cr3t" not in json.dumps(secret)
+    assert own["event"] == "subscriber jane@example.com"  # the gateway's own lines: as written

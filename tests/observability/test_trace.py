@@ -228,7 +228,8 @@ def test_a_later_subscriber_joins_the_tasks_trace_and_links_its_request(
     assert notify.context.trace_id == run.context.trace_id
     assert notify.parent is not None and notify.parent.span_id == run.context.span_id
     assert attrs(notify)["gateway.delivery.state"] == "delivered"
-    [link] = notify.links
+    [link] = [link for link in notify.links
+              if (link.attributes or {}).get("gateway.link") == "subscribed by"]
     request = next(s for s in spans if s.context.span_id == link.context.span_id)
     assert request.name == "POST /v1/tasks/{task_id}/subscriptions"
     assert request.context.trace_id != run.context.trace_id

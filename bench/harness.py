@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.engine import (
+from gateway.local.engine import (
     INVOCATIONS_LIMIT,
     INVOCATIONS_LIMIT_ENV,
     LocalEngine,
@@ -73,7 +73,7 @@ def machine() -> dict[str, object]:
 
 
 def _server_binary() -> Path:
-    from gateway.engine import find_server_binary
+    from gateway.local.engine import find_server_binary
 
     return find_server_binary()
 

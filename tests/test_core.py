@@ -8,11 +8,11 @@ import uuid
 import httpx
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
-from gateway.errors import UserInputError
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.core.errors import UserInputError
+from gateway.core.models import DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.durable.client import GatewayClient
+from gateway.local.engine import LocalEngine
+from gateway.local.sinks import Mailbox, WebhookReceiver
 
 pytestmark = pytest.mark.restate
 

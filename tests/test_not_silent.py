@@ -12,11 +12,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.cli.app import app
+from gateway.core.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.durable.client import GatewayClient
+from gateway.local.engine import LocalEngine
+from gateway.local.sinks import Mailbox, WebhookReceiver
 from tests.conftest import WEBHOOK_SECRET
 
 pytestmark = pytest.mark.restate

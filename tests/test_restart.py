@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.core.models import DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.durable.client import GatewayClient
+from gateway.local.engine import LocalEngine
+from gateway.local.sinks import Mailbox, WebhookReceiver
 from tests.conftest import TEST_ENV, new_engine
 from tests.support.process import GatewayProcess, wait_until
 

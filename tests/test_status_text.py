@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from gateway._rejection import mask_target, rejected_receipt
-from gateway._status_text import delivery_state_text, repeat_note, task_state_text
-from gateway.models import (
+from gateway.core.models import (
     AttemptRecord,
     DeliveryReceipt,
     DeliveryState,
@@ -14,6 +12,8 @@ from gateway.models import (
     TaskStatus,
     subscription_id,
 )
+from gateway.core.rejection import mask_target, rejected_receipt
+from gateway.core.status_text import delivery_state_text, repeat_note, task_state_text
 
 
 def receipt(state: DeliveryState, attempts: int = 0, history: list[AttemptRecord] | None = None,

@@ -1,8 +1,6 @@
 """Channels: the plugin contract, the entry-point registry, the egress guard and what
 untrusted subscribers may use."""
 
-from gateway._redaction import MARKER as REDACTED
-from gateway._redaction import SECRET
 from gateway.channels._allowance import BUILTIN_OPEN_PLUGINS, check_untrusted, open_channels
 from gateway.channels._base import Channel, Message, MessageKind, NoOptions, SendReceipt
 from gateway.channels._egress import (
@@ -22,6 +20,8 @@ from gateway.channels._registry import (
     discover_plugins,
     format_validation_error,
 )
+from gateway.core.redaction import MARKER as REDACTED
+from gateway.core.redaction import SECRET
 
 __all__ = [
     "BUILTIN_OPEN_PLUGINS",

@@ -10,11 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gateway._redaction import secret_values
 from gateway.channels._base import Channel
 from gateway.channels._egress import GuardedSender, egress_policy
-from gateway.errors import PluginError, SubscriptionError
-from gateway.models import RetryPolicy, Target
+from gateway.core.errors import PluginError, SubscriptionError
+from gateway.core.models import RetryPolicy, Target
+from gateway.core.redaction import secret_values
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway._api_auth import hash_key
-from gateway.cli import app
-from gateway.client import ApiClient
-from gateway.engine import LocalEngine, free_port
-from gateway.errors import UserInputError
-from gateway.local_sinks import WebhookReceiver
-from gateway.models import Subscription, TaskRequest, TaskState
+from gateway.api.auth import hash_key
+from gateway.cli.app import app
+from gateway.core.errors import UserInputError
+from gateway.core.models import Subscription, TaskRequest, TaskState
+from gateway.durable.client import ApiClient
+from gateway.local.engine import LocalEngine, free_port
+from gateway.local.sinks import WebhookReceiver
 from tests.api.conftest import API_ENV, KEYS, wait_listening
 from tests.api.helpers import new_id
 

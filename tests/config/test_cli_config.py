@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import gateway.cli_config
-from gateway.cli_config import config_app
-from gateway.errors import PluginError
+import gateway.cli._config
+from gateway.cli._config import config_app
+from gateway.core.errors import PluginError
 from tests.config.fakes import fake_plugins
 
 CASES = Path(__file__).parent / "cases"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-import gateway._config_check
+import gateway.config.check
 from gateway.channels import ChannelPlugin
-from gateway.config import (
+from gateway.config.schema import (
     DEFAULT_CONFIG_PATH,
     GatewayConfig,
     Section,
@@ -17,8 +17,8 @@ from gateway.config import (
     parse_config,
     resolve_config_path,
 )
-from gateway.errors import ConfigError, TaskInputError
-from gateway.models import Task
+from gateway.core.errors import ConfigError, TaskInputError
+from gateway.core.models import Task
 
 TOKEN = "xoxb-1234-super-secret-token"
 PASSWORD = "hunter2-very-secret"

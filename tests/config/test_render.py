@@ -8,10 +8,10 @@ import jinja2
 import pytest
 
 from gateway.channels import ChannelPlugin, Channels, Message, MessageKind
-from gateway.config import parse_config
-from gateway.errors import ConfigError, RenderError
-from gateway.models import Subscription, Target
-from gateway.render import Renderer, TaskView, TemplateSet
+from gateway.channels.render import Renderer, TaskView, TemplateSet
+from gateway.config.schema import parse_config
+from gateway.core.errors import ConfigError, RenderError
+from gateway.core.models import Subscription, Target
 from tests.config.fakes import fake_plugins
 
 NASTY = '<script>alert("x")</script> & <!channel> <https://evil.example.com|click>'

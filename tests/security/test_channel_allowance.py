@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway._security_warnings import DEMO_WEBHOOK_SECRET
-from gateway.client import GatewayClient
-from gateway.engine import free_port
-from gateway.models import DeliveryState, TaskRequest, TaskState
+from gateway.core.models import DeliveryState, TaskRequest, TaskState
+from gateway.durable.client import GatewayClient
+from gateway.local.engine import free_port
+from gateway.local.security_warnings import DEMO_WEBHOOK_SECRET
 from tests.conftest import ENGINE_MODES
 from tests.security.guarded_gateway import Guarded, api_for, guarded_gateway, point_names_at
 

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway._api_auth import hash_key
-from gateway.cli import app
-from gateway.client import ApiClient
-from gateway.config import ApiKey
-from gateway.local_sinks import Mailbox, ReceivedWebhook, WebhookReceiver
-from gateway.models import TaskRequest, TaskState
+from gateway.api.auth import hash_key
+from gateway.cli.app import app
+from gateway.config.schema import ApiKey
+from gateway.core.models import TaskRequest, TaskState
+from gateway.durable.client import ApiClient
+from gateway.local.sinks import Mailbox, ReceivedWebhook, WebhookReceiver
 from tests.security.owned_api import (
     KEYS,
     auth,

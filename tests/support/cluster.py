@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.engine import LocalEngine, free_port, wait_healthy
+from gateway.local.engine import LocalEngine, free_port, wait_healthy
 from tests.conftest import engine_env
 
 

@@ -1,0 +1,634 @@
+"""The gateway configuration: one YAML file, validated into a :class:`GatewayConfig`.
+
+::
+
+    agents:         name -> model, instructions, output schema, deadline, timeout
+    channels:       name -> plugin, options (checked by the plugin), retry, fallback, template
+    subscriptions:  standing subscriptions: who (targets), which tasks (match), how (notify)
+    templates:      name -> Jinja2 templates per field (see gateway._templates)
+    api:            the HTTP front door: API keys (hashes) with scopes, body limit, channels
+    hooks:          name -> inbound webhook source: signature scheme, secret, task mapping
+
+Strings may reference the environment as ``${NAME}`` (or ``${NAME:-default}``; ``$${`` is a
+literal ``${``). Resolved values are secrets: they never appear in an error or a ``repr``,
+and :meth:`GatewayConfig.secret_values` lists them so logs can redact them.
+
+Loading collects every problem and raises :class:`~gateway.core.errors.ConfigError` with one line
+per problem: ``FILE:LINE KEY.PATH: what is wrong``. Each section is its own model, so a new
+section (``api``, ``hooks``) is one more field of :class:`GatewayConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gateway.config._yaml_limits import MAX_CONFIG_BYTES, YamlLimitError, check_size
+from gateway.core.errors import ConfigError, TaskInputError
+from gateway.core.models import Outcome, RetryPolicy, Subscription, Target
+from gateway.core.redaction import MARKER, MIN_SECRET_LENGTH
+from gateway.core.templates import TemplateSet
+
+if TYPE_CHECKING:
+    from gateway.channels import ChannelPlugin
+    from gateway.core.models import Task
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_PATH",
+    "SCOPES",
+    "AgentConfig",
+    "ApiConfig",
+    "ApiKey",
+    "ChannelConfig",
+    "Destination",
+    "GatewayConfig",
+    "HmacScheme",
+    "HookSource",
+    "Match",
+    "Section",
+    "StandingSubscription",
+    "TemplateSet",
+    "load_config",
+    "parse_config",
+    "resolve_config_path",
+]
+
+DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
+CONFIG_ENV_VAR = "GATEWAY_CONFIG"
+DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9_.-]*:\S.*$")
+_OFFLINE = re.compile(r"^offline(:fail|:sleep=\d+(\.\d+)?)?$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def resolve_config_path(
+    cli_value: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
+) -> Path:
+    """The configuration file to use: ``--config``, else ``$GATEWAY_CONFIG``, else the default."""
+    if cli_value:
+        return Path(cli_value)
+    from_env = (os.environ if env is None else env).get(CONFIG_ENV_VAR, "").strip()
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def _duration(value: object) -> object:
+    """Seconds as a number, or text with a unit: ``90``, ``500ms``, ``30s``, ``5m``, ``2h``."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write seconds (90) or 30s, 5m, 2h")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+#: a timeout of the public API: at most an hour
+ApiTimeout = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=3600)]
+
+
+def _text_target(value: object) -> object:
+    if isinstance(value, bool) or isinstance(value, int | float):
+        raise ValueError(f"target must be text; quote it in YAML (\"{value}\"): numbers lose "
+                         "their leading + and zeros")
+    return value
+
+
+TargetText = Annotated[str, BeforeValidator(_text_target)]
+
+
+class _ReprText(str):
+    """A pre-rendered (redacted) repr of a field value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class Section(BaseModel):
+    """Base of every configuration model: unknown keys are errors; reprs hide secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    _secrets: tuple[str, ...] = PrivateAttr(default=())
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            text = repr(value)
+            for secret in self._secrets:
+                text = text.replace(secret, MARKER)
+            yield name, _ReprText(text)
+
+
+class AgentConfig(Section):
+    """One named agent: its model (offline, or a provider's: see gateway._model_providers),
+    where and how to reach it, and its settings."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    model: str = Field("offline", description="pydantic-ai model string, or offline")
+    base_url: str | None = Field(
+        None, description="an OpenAI-compatible server (Ollama, vLLM, LiteLLM) or a proxy")
+    api_key: SecretStr | None = Field(
+        None, description="the provider's key, as ${ENV}; default: the provider's variable")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, description="most tokens of one answer")
+    request_timeout: Duration | None = Field(
+        None, description="seconds one model request may take before it is retried")
+    instructions: str = DEFAULT_INSTRUCTIONS
+    output_schema: str | None = Field(None, description="name of a known output schema")
+    deadline: Duration | None = Field(
+        None, description="seconds after which timed_out subscribers get a still-running notice")
+    timeout: Duration | None = Field(
+        None, description="seconds after submission the agent run may take at most; a model "
+        "call still running then is cut short and the task fails")
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts of each model call")
+
+    @field_validator("model")
+    @classmethod
+    def _model_string(cls, v: str) -> str:
+        v = v.strip()
+        if v.startswith("offline"):
+            if not _OFFLINE.match(v):
+                raise ValueError(f"{v!r} is not an offline model; use offline, offline:fail or "
+                                 "offline:sleep=SECONDS")
+        elif not _MODEL.match(v):
+            raise ValueError(f"{v!r} is not a model string; use offline or PROVIDER:MODEL "
+                             "(e.g. openai:gpt-4o-mini)")
+        else:
+            from gateway.config.model_providers import provider_problem
+
+            problem = provider_problem(v)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", v.strip()):
+            raise ValueError("must be an http:// or https:// URL (e.g. "
+                             "http://localhost:11434/v1 for Ollama)")
+        return v.strip().rstrip("/") if v else v
+
+    @model_validator(mode="after")
+    def _deadline_before_timeout(self) -> AgentConfig:
+        if self.deadline is not None and self.timeout is not None and self.deadline >= self.timeout:
+            raise ValueError(f"deadline ({self.deadline:g}s) must be shorter than timeout "
+                             f"({self.timeout:g}s): the still-running notice would come too late")
+        return self
+
+
+class ChannelConfig(Section):
+    """One named channel instance: a plugin with its options."""
+
+    plugin: str | None = Field(None, description="plugin name; default: the channel's name")
+    options: dict[str, Any] = Field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    fallback: list[str] = Field(default_factory=list, max_length=8,
+                                description="channels to try, in order, when this one fails")
+    template: str | None = Field(None, description="template set for this channel")
+    allow_private_targets: bool = Field(
+        False, description="let the egress guard connect this channel to private, loopback "
+        "and link-local addresses (an intranet, a local test server); only this file can")
+
+
+def _label_text(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _label_values(value: object) -> object:
+    """``team: ml`` or ``team: [ml, data]``; numbers and booleans are compared as text."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        key: [_label_text(v) for v in values] if isinstance(values, list) else [_label_text(values)]
+        for key, values in value.items()
+    }
+
+
+def _default_outcomes() -> list[Outcome]:
+    return ["succeeded", "failed"]
+
+
+class Match(Section):
+    """Which tasks a standing subscription gets. Empty lists match everything."""
+
+    agents: list[str] = Field(default_factory=list)
+    labels: Annotated[dict[str, list[str]], BeforeValidator(_label_values)] = Field(
+        default_factory=dict, description="label -> value (or list of accepted values)")
+    outcomes: list[Outcome] = Field(default_factory=_default_outcomes, min_length=1)
+
+
+class Destination(Section):
+    """Where to deliver: a channel and a target (default: the subscription's ``targets``).
+
+    Written as an object, or as text: a channel name (``slack``), ``CHANNEL:TARGET``
+    (``slack:#ml-alerts``) or an email address.
+    """
+
+    channel: str
+    target: TargetText | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if _CHANNEL_NAME.match(text):
+            return {"channel": text}
+        parsed = Subscription.parse(text)
+        return {"channel": parsed.channel, "target": parsed.target}
+
+
+class StandingSubscription(Section):
+    """A subscription of the configuration: every matching task is delivered to it.
+
+    ``notify`` lists the destinations (each delivered on its own); ``channel`` with
+    ``target`` is a shorthand for a single one.
+    """
+
+    name: str
+    match: Match = Field(default_factory=Match)
+    targets: dict[str, TargetText] = Field(
+        default_factory=dict, description="who: this subscriber's target on each channel")
+    channel: str | None = Field(None, description="shorthand: notify: [{channel, target}]")
+    target: TargetText | None = None
+    notify: list[Destination] = Field(default_factory=list, max_length=32)
+    fallback: list[Destination] | None = Field(
+        None, max_length=8, description="overrides the channels' configured fallback")
+    template: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"name {v!r} must be letters, digits, '.', '-' or '_' "
+                             "(at most 64, starting with a letter or digit)")
+        return v
+
+    @model_validator(mode="after")
+    def _shorthand(self) -> StandingSubscription:
+        if self.channel is not None:
+            shorthand = Destination(channel=self.channel, target=self.target)
+            if self.notify and self.notify != [shorthand]:  # (equal: validated before)
+                raise ValueError("give either channel: (with target:) or notify:, not both")
+            self.notify = [shorthand]
+        elif self.target is not None:
+            raise ValueError("target: needs channel: beside it (or use notify:)")
+        if not self.notify:
+            raise ValueError("say where to deliver: notify: [{channel: ..., target: ...}] "
+                             "(or channel: with target:)")
+        return self
+
+    def target_for(self, destination: Destination) -> Target | None:
+        """The destination with its target filled in from ``targets`` (None: no target)."""
+        target = destination.target or self.targets.get(destination.channel)
+        if target is None:
+            return None
+        return Target(channel=destination.channel, target=target, options=destination.options)
+
+
+Scope = Literal["submit", "subscribe", "read"]
+#: what an API key may do: start tasks, add or cancel subscriptions, read tasks
+SCOPES: tuple[Scope, ...] = ("submit", "subscribe", "read")
+_KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+_SIGNED_PARTS = re.compile(r"\{(\w*)\}")
+
+
+def _all_scopes() -> list[Scope]:
+    return list(SCOPES)
+
+
+class ApiKey(Section):
+    """A key of the HTTP API, stored as the SHA-256 of the key (``gateway api-key`` makes one)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    name: str = Field(description="who holds the key; shown in logs, never the key")
+    hash: str = Field(description="sha256:<64 hex digits> of the key")
+    scopes: list[Scope] = Field(default_factory=_all_scopes, min_length=1)
+    tenant: str | None = Field(
+        None, description="the tenant the key acts for: it sees only that tenant's tasks, "
+                          "which no other key sees; none: the tasks of no tenant")
+
+    @field_validator("name", "tenant")
+    @classmethod
+    def _name_shape(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not _NAME_RE.fullmatch(v):
+            raise ValueError(f"{info.field_name} {v!r} must be letters, digits, '.', '-' or "
+                             "'_' (at most 64, starting with a letter or digit)")
+        return v
+
+    @field_validator("hash")
+    @classmethod
+    def _hash_shape(cls, v: str) -> str:
+        v = v.strip()
+        if not _KEY_HASH.match(v):
+            # never echo the value: it may be the key itself
+            raise ValueError("must be sha256: followed by 64 lower-case hex digits (the hash "
+                             "of the key, not the key: `gateway api-key NAME` prints it)")
+        return v
+
+
+class ApiConfig(Section):
+    """The HTTP front door (``gateway.api.front_door``)."""
+
+    keys: list[ApiKey] = Field(default_factory=list,
+                               description="API keys; none: every /v1 call but hooks is refused")
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576,
+                                description="larger request bodies get 413")
+    channels: list[str] | None = Field(
+        None, description="channels API callers, inbound hooks and the Restate ingress may "
+        "subscribe on (default: the channels of the email, slack, sms and webhook plugins)")
+    public_url: str | None = Field(
+        None, description="base URL of the API as callers see it, for status_url")
+    # the API's own connection limits (the Restate endpoint keeps its raised ones)
+    header_timeout: ApiTimeout = Field(10.0, description="a request head must be complete "
+                                       "this long after the connection (or its first byte)")
+    body_timeout: ApiTimeout = Field(30.0, description="a request body must be complete this "
+                                     "long after its head, else 408")
+    keep_alive_timeout: ApiTimeout = Field(30.0, description="idle connections between "
+                                           "requests are closed after this")
+    max_connections: int = Field(1000, ge=1, le=100_000, description="open connections at "
+                                 "most; past it new ones are closed at once")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+            raise ValueError(f"{v!r} must be an http:// or https:// URL")
+        return v.rstrip("/") if v else v
+
+
+class HmacScheme(Section):
+    """A source's own signature scheme: an HMAC of the body (and timestamp) in a header.
+
+    GitHub: ``{signature_header: X-Hub-Signature-256, prefix: "sha256=", id_header:
+    X-GitHub-Delivery}``; Slack: ``{signature_header: X-Slack-Signature, prefix: "v0=",
+    timestamp_header: X-Slack-Request-Timestamp, signed: "v0:{timestamp}:{body}", id_header:
+    ...}``.
+    """
+
+    signature_header: str
+    id_header: str = Field(description="header with the delivery's unique id; it names the "
+                           "task when signed ({id}) or with a signed timestamp, else the "
+                           "body's digest does")
+    timestamp_header: str | None = Field(
+        None, description="header with unix seconds; requests outside the window are refused")
+    signed: str = Field("{body}", description="what is signed: {body}, {timestamp}, {id}")
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field("", description="text before the digest in the header, e.g. sha256=")
+
+    @field_validator("signature_header", "id_header", "timestamp_header")
+    @classmethod
+    def _header_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9-]{1,64}$", v):
+            raise ValueError(f"{v!r} is not a header name")
+        return v
+
+    @field_validator("signed")
+    @classmethod
+    def _signed_parts(cls, v: str, info: ValidationInfo) -> str:
+        parts = _SIGNED_PARTS.findall(v)
+        unknown = sorted(set(parts) - {"body", "timestamp", "id"})
+        if unknown:
+            raise ValueError(f"unknown part {{{unknown[0]}}}; use {{body}}, {{timestamp}} "
+                             "and {id}")
+        if "body" not in parts:
+            raise ValueError("must contain {body}")
+        if "timestamp" in parts and info.data.get("timestamp_header") is None:
+            raise ValueError("uses {timestamp}; name its header in timestamp_header")
+        return v
+
+
+class HookSource(Section):
+    """An inbound webhook source, served at ``POST /v1/hooks/{name}``: how its requests are
+    verified (Standard Webhooks by default, or ``hmac``) and how a payload becomes a task.
+    ``prompt`` and the values of ``labels`` are Jinja2 templates (sandboxed) over
+    ``payload`` (the JSON body), ``source`` and ``webhook_id``."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    hmac: HmacScheme | None = Field(None, description="the source's HMAC header scheme; "
+                                    "default: Standard Webhooks")
+    secret: SecretStr | list[SecretStr] = Field(
+        description="whsec_ secret (Standard Webhooks) or the source's shared secret; several "
+                    "while rotating")
+    agent: str = "default"
+    prompt: str = Field(min_length=1, description="template of the task's prompt")
+    labels: dict[str, str] = Field(default_factory=dict, description="label -> template")
+    tenant: str | None = Field(
+        None, description="the tenant whose keys see this source's tasks; none: keys of no "
+                          "tenant do")
+
+    @property
+    def secrets(self) -> list[str]:
+        items = self.secret if isinstance(self.secret, list) else [self.secret]
+        return [s.get_secret_value() for s in items]
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_shape(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.fullmatch(v):
+            raise ValueError(f"tenant {v!r} must be letters, digits, '.', '-' or '_' (at "
+                             "most 64, starting with a letter or digit)")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_shape(cls, v: SecretStr | list[SecretStr],
+                      info: ValidationInfo) -> SecretStr | list[SecretStr]:
+        items = v if isinstance(v, list) else [v]
+        if not items or not all(s.get_secret_value().strip() for s in items):
+            raise ValueError("give a secret (several while rotating); none may be empty")
+        standard = "hmac" in info.data and info.data["hmac"] is None
+        for i, item in enumerate(items if standard else []):
+            problem = _whsec_problem(item.get_secret_value())
+            if problem:
+                where = f"item {i}: " if isinstance(v, list) else ""
+                raise ValueError(f"{where}{problem} (a Standard Webhooks secret)")
+        return v
+
+
+def _whsec_problem(value: str) -> str | None:
+    """Why ``value`` is not a Standard Webhooks secret (``whsec_`` + base64), or None."""
+    import base64
+    import binascii
+
+    encoded = value.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "not whsec_ followed by base64 (e.g. whsec_ + `openssl rand -base64 32`)"
+    if len(key) < 16:
+        return f"decodes to {len(key)} bytes; use at least 16 random bytes"
+    return None
+
+
+class GatewayConfig(Section):
+    """The whole configuration. Build it with :func:`load_config` or :func:`parse_config`."""
+
+    agents: dict[str, AgentConfig] = Field(default_factory=lambda: {"default": AgentConfig()})
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    subscriptions: list[StandingSubscription] = Field(default_factory=list)
+    templates: dict[str, TemplateSet] = Field(default_factory=dict)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    hooks: dict[str, HookSource] = Field(default_factory=dict)
+
+    _source: str = PrivateAttr(default="<config>")
+
+    @property
+    def source(self) -> str:
+        """The file this configuration was read from, as given."""
+        return self._source
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every value taken from the environment (long enough to redact), longest first."""
+        return self._secrets
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret value replaced by ``[redacted]``."""
+        for secret in self._secrets:
+            text = text.replace(secret, MARKER)
+        return text
+
+    def agent(self, name: str) -> AgentConfig:
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self.agents))
+            raise TaskInputError(f"unknown agent {name!r}; known: {known}") from None
+
+    def channel_instances(self) -> dict[str, tuple[str, dict[str, Any], RetryPolicy | None]]:
+        """``name -> (plugin, options, retry)``, for ``Channels.from_plugins(configured=...)``."""
+        return {
+            name: (channel.plugin or name, dict(channel.options), channel.retry)
+            for name, channel in self.channels.items()
+        }
+
+    def channel_fallbacks(self) -> dict[str, list[str]]:
+        """``channel -> fallback channel names``, for :func:`gateway.core.routing.route`."""
+        return {name: list(c.fallback) for name, c in self.channels.items() if c.fallback}
+
+    def channel_templates(self) -> dict[str, str]:
+        """``channel -> template set name``, for :class:`gateway.channels.render.Renderer`."""
+        return {name: c.template for name, c in self.channels.items() if c.template}
+
+    def route(self, task: Task) -> list[Subscription]:
+        """The standing subscriptions ``task`` gets (see :func:`gateway.core.routing.route`)."""
+        from gateway.core.routing import route
+
+        return route(task, self.subscriptions, self.channel_fallbacks())
+
+    def summary(self) -> str:
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}{'' if n == 1 else 's'}"
+
+        return ", ".join([
+            count(len(self.agents), "agent"),
+            count(len(self.channels), "channel"),
+            count(len(self.subscriptions), "subscription"),
+            count(len(self.templates), "template"),
+        ])
+
+    def _hide(self, secrets: Sequence[str]) -> None:
+        values = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH},
+                              key=lambda s: (-len(s), s)))
+        for model in _models(self):
+            model._secrets = values
+
+
+def _models(value: object) -> Iterator[Section]:
+    if isinstance(value, Section):
+        yield value
+        for name in type(value).model_fields:
+            yield from _models(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _models(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _models(item)
+
+
+def parse_config(
+    text: str,
+    *,
+    plugins: Mapping[str, ChannelPlugin],
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    output_schemas: Collection[str] | None = None,
+) -> GatewayConfig:
+    """Validate configuration ``text``; raise :class:`ConfigError` with every problem.
+
+    ``plugins`` are the installed channel plugins (``discover_plugins()``); ``env`` defaults
+    to the process environment; ``output_schemas``, when given, are the known schema names.
+    """
+    from gateway.config.check import check
+
+    config, errors, secrets = check(
+        text, plugins=plugins, source=source, env=os.environ if env is None else env,
+        output_schemas=output_schemas,
+    )
+    if errors or config is None:
+        raise ConfigError(errors)
+    config._source = source
+    config._hide(secrets)
+    return config
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    plugins: Mapping[str, ChannelPlugin],
+    env: Mapping[str, str] | None = None,
+    output_schemas: Collection[str] | None = None,
+) -> GatewayConfig:
+    """Read and validate the configuration file at ``path`` (see :func:`parse_config`)."""
+    source = str(path)
+    try:
+        with Path(path).open("rb") as file:  # never more than the limit into memory
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                check_size(max(os.fstat(file.fileno()).st_size, len(raw)))
+        text = raw.decode("utf-8")
+    except YamlLimitError as exc:
+        raise ConfigError([f"{source}: {exc.message}"]) from None
+    except FileNotFoundError:
+        raise ConfigError([
+            f"{source}: no such file; give the path with --config or {CONFIG_ENV_VAR}"
+        ]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    return parse_config(text, plugins=plugins, source=source, env=env,
+                        output_schemas=output_schemas)

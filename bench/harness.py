@@ -73,7 +73,7 @@ def machine() -> dict[str, object]:
 
 
 def _server_binary() -> Path:
-    from gateway.local.engine import find_server_binary
+    from gateway.local import find_server_binary
 
     return find_server_binary()
 

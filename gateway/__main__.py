@@ -1,3 +1,3 @@
-from gateway.cli.app import main
+from gateway.cli import main
 
 main()

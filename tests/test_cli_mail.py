@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from gateway.channels import discover_plugins
 from gateway.cli._mail import MailCatcher, local_mail_endpoints
 from gateway.cli.app import app
-from gateway.config.schema import load_config
-from gateway.durable.bootstrap import runtime_for
-from gateway.local.engine import free_port
+from gateway.config import load_config
+from gateway.durable import runtime_for
+from gateway.local import free_port
 from tests.support.process import wait_until
 
 runner = CliRunner()

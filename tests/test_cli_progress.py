@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from gateway.cli._mask import mask_target
 from gateway.cli._progress import follow
 from gateway.cli.app import app
-from gateway.core.models import (
+from gateway.core import (
     DeliveryReceipt,
     DeliveryState,
     Subscription,
@@ -28,9 +28,8 @@ from gateway.core.models import (
     TaskState,
     TaskStatus,
 )
-from gateway.durable.client import GatewayClient
-from gateway.local.engine import LocalEngine, free_port
-from gateway.local.sinks import Mailbox, WebhookReceiver
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver, free_port
 from tests.support.process import wait_until
 
 runner = CliRunner()

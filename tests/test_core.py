@@ -8,11 +8,9 @@ import uuid
 import httpx
 import pytest
 
-from gateway.core.errors import UserInputError
-from gateway.core.models import DeliveryState, Subscription, TaskRequest, TaskState
-from gateway.durable.client import GatewayClient
-from gateway.local.engine import LocalEngine
-from gateway.local.sinks import Mailbox, WebhookReceiver
+from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, UserInputError
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 
 pytestmark = pytest.mark.restate
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.core.models import DeliveryState, Subscription, TaskRequest
-from gateway.durable.client import GatewayClient
-from gateway.local.sinks import WebhookReceiver
+from gateway.core import DeliveryState, Subscription, TaskRequest
+from gateway.durable import GatewayClient
+from gateway.local import WebhookReceiver
 from tests.conftest import TEST_ENV, WEBHOOK_SECRET, new_engine
 from tests.support.cluster import LocalCluster
 from tests.support.process import GatewayProcess, wait_until

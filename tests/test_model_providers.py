@@ -15,16 +15,18 @@ from pathlib import Path
 import pytest
 
 from gateway.channels import ChannelPlugin, discover_plugins
-from gateway.config.schema import load_config, parse_config
-from gateway.core.errors import ConfigError
-from gateway.core.models import DeliveryState, Subscription, TaskRequest, TaskState
-from gateway.durable.agent import AgentSpec, build_agent
-from gateway.durable.bootstrap import runtime_for
-from gateway.durable.client import GatewayClient
-from gateway.durable.runtime import current_runtime, install_runtime
-from gateway.durable.service import create_app
-from gateway.local.engine import LocalEngine
-from gateway.local.sinks import WebhookReceiver
+from gateway.config import load_config, parse_config
+from gateway.core import ConfigError, DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.durable import (
+    AgentSpec,
+    GatewayClient,
+    build_agent,
+    create_app,
+    current_runtime,
+    install_runtime,
+    runtime_for,
+)
+from gateway.local import LocalEngine, WebhookReceiver
 from tests.config.fakes import fake_plugins
 from tests.conftest import TEST_ENV, register
 from tests.support.openai_server import OpenAIServer, answer_for
@@ -272,7 +274,7 @@ def test_only_the_configured_provider_is_imported() -> None:
     """The gateway's start does not import provider SDKs it is not configured with."""
     code = (
         "import sys\n"
-        "from gateway.agent import AgentSpec, build_agent\n"
+        "from gateway.durable.agent import AgentSpec, build_agent\n"
         "build_agent(AgentSpec('default'))\n"
         "build_agent(AgentSpec('llm', 'openai:gpt-4o-mini', api_key='sk-unused-key'))\n"
         "print(sorted(m for m in ('openai', 'anthropic', 'google.genai', 'groq', 'mistralai',"

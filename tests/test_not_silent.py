@@ -13,10 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli.app import app
-from gateway.core.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
-from gateway.durable.client import GatewayClient
-from gateway.local.engine import LocalEngine
-from gateway.local.sinks import Mailbox, WebhookReceiver
+from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import WEBHOOK_SECRET
 
 pytestmark = pytest.mark.restate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.text import shorten
+from gateway.core import shorten
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
-from gateway.core.models import Outcome, Subscription
+from gateway.core import Outcome, Subscription
 
 __all__ = [
     "SUBSCRIPTION_ID_PATTERN",

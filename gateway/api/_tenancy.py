@@ -20,7 +20,7 @@ task is answered like a missing one (404), so ids do not leak.
 from __future__ import annotations
 
 from gateway.api.auth import Caller
-from gateway.core.task_keys import TENANT_SEPARATOR
+from gateway.core import TENANT_SEPARATOR
 
 __all__ = [
     "HOOK_PREFIX",

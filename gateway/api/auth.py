@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.config.schema import ApiKey, Scope
+from gateway.config import ApiKey, Scope
 
 __all__ = ["KEY_PREFIX", "Caller", "KeyRing", "Unauthenticated", "hash_key", "new_key"]
 

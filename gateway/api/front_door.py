@@ -64,18 +64,18 @@ from gateway.api._trace import HttpServerSpans, accept_task
 from gateway.api.auth import Caller, KeyRing, Unauthenticated
 from gateway.api.restate_link import HandlerRefused, RestateFailed, RestateLink
 from gateway.channels import check_untrusted
-from gateway.config.hooks import (
+from gateway.config import (
+    GatewayConfig,
     HookRejected,
+    HookSource,
     MappingFailed,
     hook_task_id,
     replay_key,
     task_request,
     verify,
 )
-from gateway.config.schema import GatewayConfig, HookSource
-from gateway.config.schema import Scope as KeyScope
-from gateway.core.errors import UserInputError
-from gateway.core.models import (
+from gateway.config import Scope as KeyScope
+from gateway.core import (
     DeliveryReceipt,
     DeliveryState,
     Subscription,
@@ -83,8 +83,9 @@ from gateway.core.models import (
     TaskRequest,
     TaskState,
     TaskStatus,
+    UserInputError,
 )
-from gateway.durable.runtime import Runtime
+from gateway.durable import Runtime
 from gateway.observability import metrics as _metrics
 from gateway.observability import trace as _trace
 

@@ -8,7 +8,7 @@ off. Not given at all: the endpoint is not verified (local use, or guarded by th
 
 from __future__ import annotations
 
-from gateway.core.errors import UserInputError
+from gateway.core import UserInputError
 
 __all__ = ["KEY_PREFIX", "encode_public_key", "parse_identity_keys"]
 

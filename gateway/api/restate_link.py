@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from gateway.api._trace import inject
-from gateway.core.models import DeliveryReceipt, Subscription, TaskStatus
+from gateway.core import DeliveryReceipt, Subscription, TaskStatus
 from gateway.observability.metrics import SUBSCRIPTIONS_WAITING
 
 __all__ = ["RestateFailed", "RestateLink", "Started"]
@@ -141,10 +141,6 @@ class RestateLink:
             return False
         raise RestateFailed(f"the workflow output of a task answered HTTP {r.status_code}: "
                             f"{_message(r)}", status=r.status_code)
-
-    async def receipts(self, task_id: str) -> list[DeliveryReceipt]:
-        data = await self._call(RECEIPTS, task_id, "list", None)
-        return [DeliveryReceipt.model_validate(r) for r in data]
 
     async def mark_cancelled(self, task_id: str, seen: DeliveryReceipt) -> DeliveryReceipt:
         """The receipt marked cancelled, or as it is when it is final already."""

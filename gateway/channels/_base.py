@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.core.models import RetryPolicy
+from gateway.core import RetryPolicy
 
 __all__ = ["Channel", "Message", "MessageKind", "NoOptions", "SendReceipt"]
 

@@ -12,9 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.channels._base import Channel
 from gateway.channels._egress import GuardedSender, egress_policy
-from gateway.core.errors import PluginError, SubscriptionError
-from gateway.core.models import RetryPolicy, Target
-from gateway.core.redaction import secret_values
+from gateway.core import PluginError, RetryPolicy, SubscriptionError, Target, secret_values
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -29,10 +29,17 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Template, TemplateError
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.channels import ChannelInstance, Message, MessageKind
-from gateway.core.errors import ConfigError, RenderError
-from gateway.core.models import Outcome, Subscription, Target
-from gateway.core.task_keys import shown_task_id
+from gateway.channels._base import Message, MessageKind
+from gateway.channels._registry import ChannelInstance
+from gateway.core import (
+    ConfigError,
+    Outcome,
+    RenderError,
+    Subscription,
+    Target,
+    shorten,
+    shown_task_id,
+)
 from gateway.core.templates import (
     DEFAULT_TEMPLATES,
     CompiledSet,
@@ -41,10 +48,9 @@ from gateway.core.templates import (
     compile_set,
     render_field,
 )
-from gateway.core.text import shorten
 
 if TYPE_CHECKING:
-    from gateway.config.schema import GatewayConfig
+    from gateway.config import GatewayConfig
 
 __all__ = [
     "KIND_OUTCOME",

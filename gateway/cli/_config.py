@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from gateway.channels import discover_plugins
-from gateway.config.lint import config_warnings
-from gateway.config.schema import (
+from gateway.config import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_PATH,
+    config_warnings,
     load_config,
     resolve_config_path,
 )
-from gateway.core.errors import ConfigError, PluginError
+from gateway.core import ConfigError, PluginError
 
 __all__ = ["config_app"]
 

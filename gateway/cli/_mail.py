@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gateway.local.sinks import Mailbox
+from gateway.local import Mailbox
 
 if TYPE_CHECKING:
-    from gateway.durable.runtime import Runtime
+    from gateway.durable import Runtime
 
 __all__ = ["DEFAULT_MAIL_DIR", "MailCatcher", "MailDir", "local_mail_endpoints", "mail_app",
            "start_mailboxes"]
@@ -159,7 +159,7 @@ def mail_show(
 def start_mailboxes(runtime: Runtime, directory: Path, say: Console) -> list[MailCatcher]:
     """Start a catcher where the configuration mails this machine (unless something already
     listens there), and say where the mail lands."""
-    from gateway.local.engine import port_in_use
+    from gateway.local import port_in_use
 
     started: list[MailCatcher] = []
     for host, port in local_mail_endpoints(runtime):

@@ -21,8 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.cli._mask import shown_target
-from gateway.core.models import DeliveryReceipt, DeliveryState, TaskState, TaskStatus
-from gateway.core.status_text import delivery_state_text
+from gateway.core import DeliveryReceipt, DeliveryState, TaskState, TaskStatus, delivery_state_text
 
 __all__ = ["delivery_table", "finished", "follow", "phase"]
 

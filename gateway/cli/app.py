@@ -17,14 +17,22 @@ from rich.table import Table
 from gateway.cli._config import config_app
 from gateway.cli._mail import DEFAULT_MAIL_DIR, MailCatcher, MailDir, mail_app, start_mailboxes
 from gateway.cli._progress import delivery_table, finished, follow
-from gateway.core.errors import ConfigError, GatewayError, UserInputError
-from gateway.core.models import Subscription, TaskRequest, TaskState, TaskStatus
-from gateway.core.status_text import repeat_note, task_state_text
-from gateway.durable.client import ApiClient, GatewayClient
+from gateway.core import (
+    ConfigError,
+    GatewayError,
+    Subscription,
+    TaskRequest,
+    TaskState,
+    TaskStatus,
+    UserInputError,
+    repeat_note,
+    task_state_text,
+)
+from gateway.durable import ApiClient, GatewayClient
 
 if TYPE_CHECKING:
-    from gateway.durable.runtime import Runtime
-    from gateway.local.server import ApiServeOptions
+    from gateway.durable import Runtime
+    from gateway.local import ApiServeOptions
 
 __all__ = ["app", "main"]
 
@@ -276,15 +284,10 @@ def _api_options(config: Path | None, ingress_url: str, admin_url: str, host: st
                  port: int) -> ApiServeOptions:
     """The API's serving options: its settings from the configuration (``api``, ``hooks``),
     reloaded with it on SIGHUP (an invalid file keeps the running settings)."""
-    from gateway.api.front_door import ApiSettings
+    from gateway.api import ApiSettings
     from gateway.channels import discover_plugins
-    from gateway.config.schema import (
-        DEFAULT_CONFIG_PATH,
-        GatewayConfig,
-        load_config,
-        resolve_config_path,
-    )
-    from gateway.local.server import ApiServeOptions
+    from gateway.config import DEFAULT_CONFIG_PATH, GatewayConfig, load_config, resolve_config_path
+    from gateway.local import ApiServeOptions
 
     plugins = discover_plugins()
     path = resolve_config_path(config)
@@ -321,10 +324,9 @@ def up(
     """Start a local Restate server (or use --restate-admin-url), serve and register the gateway,
     and serve its HTTP API; mail the configuration sends to this machine lands in a local
     mailbox (`gateway mail`)."""
-    from gateway.durable.bootstrap import runtime_from_config
-    from gateway.local.engine import LocalEngine
-    from gateway.local.server import ServeOptions, serve_gateway
-    from gateway.observability.setup import setup_observability
+    from gateway.durable import runtime_from_config
+    from gateway.local import LocalEngine, ServeOptions, serve_gateway
+    from gateway.observability import setup_observability
 
     setup_observability()
     runtime, reload = runtime_from_config(config)
@@ -393,10 +395,10 @@ def serve(
 ) -> None:
     """Serve the gateway's Restate endpoint and its HTTP API, on separate ports (no local
     engine): for containers and clusters."""
-    from gateway.api.identity_keys import parse_identity_keys
-    from gateway.durable.bootstrap import runtime_from_config
-    from gateway.local.server import ServeOptions, serve_gateway
-    from gateway.observability.setup import setup_observability
+    from gateway.api import parse_identity_keys
+    from gateway.durable import runtime_from_config
+    from gateway.local import ServeOptions, serve_gateway
+    from gateway.observability import setup_observability
 
     try:  # a placeholder or a typo: one line saying what to set, before anything starts
         keys = parse_identity_keys(identity_keys)
@@ -434,8 +436,8 @@ def api_key(
     """Make an API key: prints the key (once) and the line that goes under api.keys."""
     from pydantic import ValidationError
 
-    from gateway.api.auth import hash_key, new_key
-    from gateway.config.schema import SCOPES, ApiKey
+    from gateway.api import hash_key, new_key
+    from gateway.config import SCOPES, ApiKey
 
     scopes = list(dict.fromkeys(scope or SCOPES))
     try:
@@ -468,7 +470,7 @@ def register(
     timeout: Annotated[float, typer.Option(help="Seconds to keep trying.")] = 300.0,
 ) -> None:
     """Register the gateway's endpoint with a Restate server (retries until it answers)."""
-    from gateway.local.engine import register_deployment
+    from gateway.local import register_deployment
 
     def retrying(why: str) -> None:  # a Job's log says what it waits for, not nothing
         err.print(f"not registered yet, retrying for up to {timeout:g}s: {escape(why)}",
@@ -498,8 +500,8 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every delivery.")] = 60.0,
 ) -> None:
     """Run one sample task end to end on loopback and show each delivery as it arrives."""
-    from gateway.local.demo import run_demo
-    from gateway.observability.setup import setup_observability
+    from gateway.local import run_demo
+    from gateway.observability import setup_observability
 
     setup_observability()
     code = run_demo(out, timeout=timeout)

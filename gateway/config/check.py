@@ -17,8 +17,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway.channels import Channel, ChannelPlugin, egress_policy
-from gateway.channels.render import check_templates
+from gateway.channels import Channel, ChannelPlugin, check_templates, egress_policy
 from gateway.config._yaml_lines import (
     KeyPath,
     YamlDocument,
@@ -37,7 +36,7 @@ from gateway.config.schema import (
     StandingSubscription,
     TemplateSet,
 )
-from gateway.core.redaction import MARKER, MIN_SECRET_LENGTH
+from gateway.core import MARKER, MIN_SECRET_LENGTH
 
 __all__ = ["check"]
 

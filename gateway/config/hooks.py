@@ -32,7 +32,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.channels import format_validation_error
 from gateway.config.schema import HmacScheme, HookSource
-from gateway.core.models import TaskRequest
+from gateway.core import TaskRequest
 from gateway.core.template_limits import TemplateLimitError, render_limited
 from gateway.core.templates import TOO_DEEP, environment
 

@@ -5,7 +5,7 @@
     agents:         name -> model, instructions, output schema, deadline, timeout
     channels:       name -> plugin, options (checked by the plugin), retry, fallback, template
     subscriptions:  standing subscriptions: who (targets), which tasks (match), how (notify)
-    templates:      name -> Jinja2 templates per field (see gateway._templates)
+    templates:      name -> Jinja2 templates per field (see gateway.core.templates)
     api:            the HTTP front door: API keys (hashes) with scopes, body limit, channels
     hooks:          name -> inbound webhook source: signature scheme, secret, task mapping
 
@@ -20,10 +20,8 @@ section (``api``, ``hooks``) is one more field of :class:`GatewayConfig`.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -38,19 +36,21 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config._yaml_limits import MAX_CONFIG_BYTES, YamlLimitError, check_size
-from gateway.core.errors import ConfigError, TaskInputError
-from gateway.core.models import Outcome, RetryPolicy, Subscription, Target
-from gateway.core.redaction import MARKER, MIN_SECRET_LENGTH
-from gateway.core.templates import TemplateSet
+from gateway.core import (
+    MARKER,
+    MIN_SECRET_LENGTH,
+    Outcome,
+    RetryPolicy,
+    Subscription,
+    Target,
+    TaskInputError,
+    TemplateSet,
+)
 
 if TYPE_CHECKING:
-    from gateway.channels import ChannelPlugin
-    from gateway.core.models import Task
+    from gateway.core import Task
 
 __all__ = [
-    "CONFIG_ENV_VAR",
-    "DEFAULT_CONFIG_PATH",
     "SCOPES",
     "AgentConfig",
     "ApiConfig",
@@ -64,13 +64,8 @@ __all__ = [
     "Section",
     "StandingSubscription",
     "TemplateSet",
-    "load_config",
-    "parse_config",
-    "resolve_config_path",
 ]
 
-DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
-CONFIG_ENV_VAR = "GATEWAY_CONFIG"
 DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -79,16 +74,6 @@ _MODEL = re.compile(r"^[a-z0-9][a-z0-9_.-]*:\S.*$")
 _OFFLINE = re.compile(r"^offline(:fail|:sleep=\d+(\.\d+)?)?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def resolve_config_path(
-    cli_value: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
-) -> Path:
-    """The configuration file to use: ``--config``, else ``$GATEWAY_CONFIG``, else the default."""
-    if cli_value:
-        return Path(cli_value)
-    from_env = (os.environ if env is None else env).get(CONFIG_ENV_VAR, "").strip()
-    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
 
 
 def _duration(value: object) -> object:
@@ -141,7 +126,7 @@ class Section(BaseModel):
 
 
 class AgentConfig(Section):
-    """One named agent: its model (offline, or a provider's: see gateway._model_providers),
+    """One named agent: its model (offline, or a provider's: see gateway.config.model_providers),
     where and how to reach it, and its settings."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
@@ -544,7 +529,7 @@ class GatewayConfig(Section):
 
     def route(self, task: Task) -> list[Subscription]:
         """The standing subscriptions ``task`` gets (see :func:`gateway.core.routing.route`)."""
-        from gateway.core.routing import route
+        from gateway.core import route
 
         return route(task, self.subscriptions, self.channel_fallbacks())
 
@@ -577,58 +562,3 @@ def _models(value: object) -> Iterator[Section]:
     elif isinstance(value, list):
         for item in value:
             yield from _models(item)
-
-
-def parse_config(
-    text: str,
-    *,
-    plugins: Mapping[str, ChannelPlugin],
-    source: str = "<config>",
-    env: Mapping[str, str] | None = None,
-    output_schemas: Collection[str] | None = None,
-) -> GatewayConfig:
-    """Validate configuration ``text``; raise :class:`ConfigError` with every problem.
-
-    ``plugins`` are the installed channel plugins (``discover_plugins()``); ``env`` defaults
-    to the process environment; ``output_schemas``, when given, are the known schema names.
-    """
-    from gateway.config.check import check
-
-    config, errors, secrets = check(
-        text, plugins=plugins, source=source, env=os.environ if env is None else env,
-        output_schemas=output_schemas,
-    )
-    if errors or config is None:
-        raise ConfigError(errors)
-    config._source = source
-    config._hide(secrets)
-    return config
-
-
-def load_config(
-    path: str | os.PathLike[str],
-    *,
-    plugins: Mapping[str, ChannelPlugin],
-    env: Mapping[str, str] | None = None,
-    output_schemas: Collection[str] | None = None,
-) -> GatewayConfig:
-    """Read and validate the configuration file at ``path`` (see :func:`parse_config`)."""
-    source = str(path)
-    try:
-        with Path(path).open("rb") as file:  # never more than the limit into memory
-            raw = file.read(MAX_CONFIG_BYTES + 1)
-            if len(raw) > MAX_CONFIG_BYTES:
-                check_size(max(os.fstat(file.fileno()).st_size, len(raw)))
-        text = raw.decode("utf-8")
-    except YamlLimitError as exc:
-        raise ConfigError([f"{source}: {exc.message}"]) from None
-    except FileNotFoundError:
-        raise ConfigError([
-            f"{source}: no such file; give the path with --config or {CONFIG_ENV_VAR}"
-        ]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_config(text, plugins=plugins, source=source, env=env,
-                        output_schemas=output_schemas)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from gateway.core.models import Outcome, Subscription, Target, Task, subscription_id
 
 if TYPE_CHECKING:
-    from gateway.config.schema import Match, StandingSubscription
+    from gateway.config import Match, StandingSubscription
 
 __all__ = ["fallback_chain", "matches", "route", "wants"]
 

@@ -13,8 +13,7 @@ import hashlib
 import json
 
 from gateway.channels import check_untrusted
-from gateway.core.errors import SubscriptionError
-from gateway.core.models import Subscription
+from gateway.core import Subscription, SubscriptionError
 from gateway.durable.runtime import Runtime
 
 __all__ = ["STANDING_STATE", "standing_fingerprint", "untrusted_problem"]

@@ -3,8 +3,8 @@
 The default model is offline and deterministic (no LLM, no key, no network) and says so in
 its answers. An agent of the configuration may name a real model (``openai:gpt-4o-mini``,
 ``anthropic:...``, an OpenAI-compatible server with ``base_url``; see
-gateway._model_providers), and ``GATEWAY_MODEL`` switches the default agent to one. Real
-models' errors are retried or fail the task as gateway._model_retry says.
+gateway.config.model_providers), and ``GATEWAY_MODEL`` switches the default agent to one. Real
+models' errors are retried or fail the task as gateway.durable._model_retry says.
 
 Offline model strings, for demos and tests:
 
@@ -35,8 +35,8 @@ from restate import RunOptions, TerminalError
 from restate.ext.pydantic import RestateAgent, RestateModelWrapper
 from restate.serde import Serde
 
-from gateway.config.model_providers import PROVIDERS, build_model, key_problem, provider_problem
-from gateway.core.errors import ConfigError, TaskInputError
+from gateway.config import PROVIDERS, build_model, key_problem, provider_problem
+from gateway.core import ConfigError, TaskInputError
 from gateway.durable._model_retry import RetryingModel
 from gateway.observability.trace import agent_instrumentation
 
@@ -128,7 +128,7 @@ class AgentSpec:
 
     def model_settings(self) -> ModelSettings:
         """The model settings of this agent; the provider SDK's own retries are off: the
-        gateway retries (see gateway._model_retry)."""
+        gateway retries (see gateway.durable._model_retry)."""
         settings = ModelSettings(max_retries=0)
         if self.temperature is not None:
             settings["temperature"] = self.temperature

@@ -7,17 +7,14 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.channels import ChannelPlugin, Channels, discover_plugins
-from gateway.channels.render import Renderer
-from gateway.core.errors import ConfigError
-from gateway.core.models import RetryPolicy
-from gateway.core.redaction import secret_values
+from gateway.channels import ChannelPlugin, Channels, Renderer, discover_plugins
+from gateway.core import ConfigError, RetryPolicy, secret_values
 from gateway.durable.agent import AgentSpec, build_agent
 from gateway.durable.runtime import Runtime, install_runtime, redactor
-from gateway.observability.setup import set_redactor
+from gateway.observability import set_redactor
 
 if TYPE_CHECKING:
-    from gateway.config.schema import AgentConfig, GatewayConfig
+    from gateway.config import AgentConfig, GatewayConfig
 
 __all__ = ["build_runtime", "runtime_for", "runtime_from_config"]
 
@@ -87,7 +84,7 @@ def runtime_from_config(path: Path | None) -> tuple[Runtime, Callable[[], None]]
     """The runtime of ``gateway up``/``serve`` from ``--config``/``$GATEWAY_CONFIG``/the
     default file, and what SIGHUP should do: reload it, keeping the old one if it is invalid.
     Tasks already routed keep their routing: routing is journaled by ``run``."""
-    from gateway.config.schema import DEFAULT_CONFIG_PATH, load_config, resolve_config_path
+    from gateway.config import DEFAULT_CONFIG_PATH, load_config, resolve_config_path
 
     plugins = discover_plugins()
     config_path = resolve_config_path(path)

@@ -14,8 +14,14 @@ from urllib.parse import quote
 
 import httpx
 
-from gateway.core.errors import EngineError, UserInputError
-from gateway.core.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.core import (
+    EngineError,
+    Subscription,
+    TaskRequest,
+    TaskState,
+    TaskStatus,
+    UserInputError,
+)
 
 __all__ = ["ApiClient", "GatewayClient", "Submitted"]
 
@@ -208,5 +214,3 @@ def _error_from(response: httpx.Response) -> Exception:
         return UserInputError(message)
     return EngineError(f"the gateway answered HTTP {response.status_code}: {message}")
 
-
-FINAL = {s for s in DeliveryState if s.final}

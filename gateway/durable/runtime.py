@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gateway.channels import Channels, discover_plugins
-from gateway.channels.render import Renderer
-from gateway.core.errors import TaskInputError
-from gateway.core.models import Subscription, Task
-from gateway.core.redaction import redactor as _redactor
+from gateway.channels import Channels, Renderer, discover_plugins
+from gateway.core import Subscription, Task, TaskInputError
+from gateway.core import redactor as _redactor
 from gateway.durable.agent import AgentRunner, AgentSpec, build_agent
 
 __all__ = ["Runtime", "current_runtime", "install_runtime", "redactor"]

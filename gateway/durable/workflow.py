@@ -36,17 +36,12 @@ from restate import (
 from restate.asyncio import wait_completed
 from restate.serde import BytesSerde
 
-from gateway.channels import format_validation_error
-from gateway.channels.render import TaskView
-from gateway.core.errors import (
-    PermanentDeliveryError,
-    TransientDeliveryError,
-    UserInputError,
-)
-from gateway.core.models import (
+from gateway.channels import TaskView, format_validation_error
+from gateway.core import (
     AttemptRecord,
     DeliveryReceipt,
     DeliveryState,
+    PermanentDeliveryError,
     Subscription,
     Target,
     Task,
@@ -54,14 +49,17 @@ from gateway.core.models import (
     TaskResult,
     TaskState,
     TaskStatus,
+    TransientDeliveryError,
+    UserInputError,
+    redactor,
+    secret_values,
 )
-from gateway.core.redaction import redactor, secret_values
 from gateway.core.rejection import rejected_receipt
 from gateway.durable._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
 from gateway.durable.runtime import Runtime, current_runtime
+from gateway.observability import bind_delivery
 from gateway.observability import metrics as _metrics
 from gateway.observability import trace as _trace
-from gateway.observability.setup import bind_delivery
 
 __all__ = ["RESULT_PROMISE", "deliveries", "workflow"]
 
@@ -370,7 +368,7 @@ async def _own_subscription_ids(ctx: WorkflowSharedContext) -> set[str]:
 
 
 # suspended while it waits for the receipts, so it holds none of the server's invocation
-# slots (bounded: see gateway.engine) that the receipts' own handler may need
+# slots (bounded: see gateway.local.engine) that the receipts' own handler may need
 @workflow.handler(inactivity_timeout=timedelta(seconds=1))
 async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     """The task's state, its result or error, and every delivery receipt."""

@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from gateway.core.models import RetryPolicy, Subscription, TaskRequest
-from gateway.durable.bootstrap import build_runtime
-from gateway.durable.client import GatewayClient
-from gateway.local.engine import LocalEngine, free_port
+from gateway.core import RetryPolicy, Subscription, TaskRequest
+from gateway.durable import GatewayClient, build_runtime
+from gateway.local.engine import LocalEngine
+from gateway.local.ports import free_port
 from gateway.local.security_warnings import DEMO_WEBHOOK_SECRET
 from gateway.local.server import ServeOptions, serve_gateway
 from gateway.local.sinks import Mailbox, ReceivedWebhook, WebhookReceiver

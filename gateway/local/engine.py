@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.core.errors import EngineError
-from gateway.observability.setup import restate_server_tracing_env
+from gateway.core import EngineError
+from gateway.observability import restate_server_tracing_env
 
 __all__ = ["LocalEngine", "find_server_binary", "port_in_use", "register_deployment",
            "wait_healthy"]
@@ -78,12 +78,6 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None,

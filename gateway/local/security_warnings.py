@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from gateway.durable.runtime import Runtime
+from gateway.durable import Runtime
 
 __all__ = ["DEMO_WEBHOOK_SECRET", "security_warnings"]
 

@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING
 
 from restate.server import install_shutdown_hook
 
-from gateway.api.http_server import serve_api
-from gateway.core.errors import EngineError
-from gateway.durable.runtime import Runtime, current_runtime, install_runtime
-from gateway.durable.service import create_app, serve_app
+from gateway.api import serve_api
+from gateway.core import EngineError
+from gateway.durable import Runtime, create_app, current_runtime, install_runtime, serve_app
 from gateway.local.engine import register_deployment
 from gateway.observability.metrics import metrics_app
 
 if TYPE_CHECKING:
-    from gateway.api.front_door import ApiSettings
+    from gateway.api import ApiSettings
 
 __all__ = ["ApiServeOptions", "ServeOptions", "serve_gateway"]
 
@@ -116,8 +115,7 @@ async def serve_gateway(
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop``); SIGHUP calls ``on_reload`` (and reloads the
     API's settings)."""
-    from gateway.api.front_door import create_api
-    from gateway.api.restate_link import RestateLink
+    from gateway.api import RestateLink, create_api
 
     _check_ports(options)
     stop = stop or asyncio.Event()

@@ -21,6 +21,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from gateway.local.ports import free_port
+
 __all__ = ["Mailbox", "ReceivedWebhook", "WebhookReceiver"]
 
 
@@ -62,7 +64,7 @@ class Mailbox(_Collector):
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()
         self.host = host
-        self._controller = Controller(self, hostname=host, port=port or _free_port(host))
+        self._controller = Controller(self, hostname=host, port=port or free_port(host))
 
     @property
     def port(self) -> int:
@@ -196,11 +198,3 @@ class WebhookReceiver(_Collector):
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A sender that went away mid-request (a crash test) is not an error of ours."""
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])

@@ -49,7 +49,7 @@ from opentelemetry.sdk.trace.export import (
 from restate import RestateLoggingFilter
 from restate.server_context import current_context
 
-from gateway.core.errors import UserInputError
+from gateway.core import UserInputError
 from gateway.observability import trace as _trace
 from gateway.observability._span_redaction import RedactingExporter
 

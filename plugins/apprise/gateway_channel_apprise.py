@@ -38,7 +38,7 @@ from apprise.utils.parse import parse_qsd
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.channels import REDACTED, Channel, Message, SendReceipt
-from gateway.core.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.core import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
     "AppriseChannel",

@@ -27,7 +27,7 @@ from gateway_channel_apprise import AppriseRunner
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.channels import Channel, Message, SendReceipt
-from gateway.core.errors import PermanentDeliveryError
+from gateway.core import PermanentDeliveryError
 
 __all__ = ["EmailChannel", "EmailOptions", "mailto_url"]
 

@@ -31,8 +31,7 @@ from gateway_channel_apprise import AppriseRunner, parse_apprise_url
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.channels import Channel, Message, SendReceipt
-from gateway.core.errors import PermanentDeliveryError
-from gateway.core.text import shorten
+from gateway.core import PermanentDeliveryError, shorten
 
 __all__ = ["SlackChannel", "SlackOptions", "default_blocks", "slack_url"]
 

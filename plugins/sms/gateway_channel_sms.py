@@ -27,8 +27,7 @@ from gateway_channel_apprise import AppriseRunner, parse_apprise_url, secrets_of
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.channels import Channel, Message, SendReceipt
-from gateway.core.errors import PermanentDeliveryError
-from gateway.core.text import shorten
+from gateway.core import PermanentDeliveryError, shorten
 
 __all__ = ["SmsChannel", "SmsOptions", "normalize_number", "sms_text", "sms_url"]
 

@@ -45,7 +45,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.channels import Channel, Message, SendReceipt, classify_address, current_policy
-from gateway.core.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.core import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
     "WebhookChannel",

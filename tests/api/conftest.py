@@ -19,15 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.api.auth import hash_key, new_key
-from gateway.api.front_door import ApiSettings, create_api
-from gateway.api.restate_link import RestateLink
+from gateway.api import ApiSettings, RestateLink, create_api, hash_key, new_key
 from gateway.channels import discover_plugins
-from gateway.config.schema import load_config
-from gateway.durable.bootstrap import runtime_for
-from gateway.durable.runtime import Runtime
-from gateway.local.engine import LocalEngine
-from gateway.local.sinks import Mailbox, WebhookReceiver
+from gateway.config import load_config
+from gateway.durable import Runtime, runtime_for
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import TEST_CONFIG, TEST_ENV
 from tests.support.service import ServiceThread
 

@@ -11,11 +11,17 @@ import time
 
 import pytest
 
+from gateway.api import OPERATIONS, KeyRing, Unauthenticated, hash_key, new_key
 from gateway.api._models import TASK_ID_PATTERN
-from gateway.api.auth import KeyRing, Unauthenticated, hash_key, new_key
-from gateway.api.front_door import OPERATIONS
-from gateway.config.hooks import HookRejected, MappingFailed, hook_task_id, task_request, verify
-from gateway.config.schema import ApiKey, HookSource
+from gateway.config import (
+    ApiKey,
+    HookRejected,
+    HookSource,
+    MappingFailed,
+    hook_task_id,
+    task_request,
+    verify,
+)
 from tests.api.helpers import standard_headers
 
 SLACK = HookSource.model_validate({
@@ -132,8 +138,8 @@ def test_every_operation_documents_its_errors() -> None:
 
 
 def test_hook_secrets_stay_out_of_reprs_and_errors() -> None:
-    from gateway.config.schema import parse_config
-    from gateway.core.errors import ConfigError
+    from gateway.config import parse_config
+    from gateway.core import ConfigError
     from tests.config.fakes import fake_plugins
 
     text = ("hooks:\n  orders: {secret: '${ORDERS}', prompt: x}\n"
@@ -153,9 +159,8 @@ def test_an_unexpected_error_is_a_json_500_that_says_nothing_inside(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from gateway.api.front_door import ApiSettings, create_api
-    from gateway.api.restate_link import RestateLink
-    from gateway.durable.runtime import Runtime
+    from gateway.api import ApiSettings, RestateLink, create_api
+    from gateway.durable import Runtime
 
     def broken() -> Runtime:
         raise RuntimeError("internal detail: /srv/secret/path")

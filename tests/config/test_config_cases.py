@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gateway.channels import ChannelPlugin
-from gateway.config.schema import parse_config
-from gateway.core.errors import ConfigError
+from gateway.config import parse_config
+from gateway.core import ConfigError
 
 CASES = Path(__file__).parent / "cases"
 OUTPUT_SCHEMAS = {"report"}

@@ -9,9 +9,8 @@ import pytest
 
 from gateway.channels import ChannelPlugin, Channels, Message, MessageKind
 from gateway.channels.render import Renderer, TaskView, TemplateSet
-from gateway.config.schema import parse_config
-from gateway.core.errors import ConfigError, RenderError
-from gateway.core.models import Subscription, Target
+from gateway.config import parse_config
+from gateway.core import ConfigError, RenderError, Subscription, Target
 from tests.config.fakes import fake_plugins
 
 NASTY = '<script>alert("x")</script> & <!channel> <https://evil.example.com|click>'

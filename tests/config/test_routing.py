@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config.schema import StandingSubscription
-from gateway.core.models import Outcome, Subscription, Target, Task, subscription_id
+from gateway.config import StandingSubscription
+from gateway.core import Outcome, Subscription, Target, Task, subscription_id
 from gateway.core.routing import matches, route, wants
 
 FALLBACKS = {"slack": ["sms", "email"], "sms": ["email"]}

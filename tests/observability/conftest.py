@@ -25,11 +25,9 @@ import structlog
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.api.front_door import create_api
-from gateway.api.restate_link import RestateLink
-from gateway.durable.runtime import current_runtime, install_runtime
-from gateway.local.engine import LocalEngine
-from gateway.local.sinks import Mailbox, WebhookReceiver
+from gateway.api import RestateLink, create_api
+from gateway.durable import current_runtime, install_runtime
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from gateway.observability import trace as _trace
 from gateway.observability.setup import NOISY, configure_logging, set_redactor, tracer_provider
 from tests.api.conftest import KEYS, api_config_text, load_api, wait_listening

@@ -13,7 +13,7 @@ import pytest
 import structlog
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.core.errors import UserInputError
+from gateway.core import UserInputError
 from gateway.durable.runtime import redactor
 from gateway.observability import trace as _trace
 from gateway.observability.setup import (

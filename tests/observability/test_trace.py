@@ -15,7 +15,7 @@ import structlog
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway.local.sinks import Mailbox, WebhookReceiver
+from gateway.local import Mailbox, WebhookReceiver
 from gateway.observability import trace as _trace
 from tests.api.conftest import GITHUB_SECRET, HOOK_SECRET, KEYS
 from tests.api.helpers import body_of, finished, new_id, poll, standard_headers

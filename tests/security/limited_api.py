@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.api import RestateLink, create_api, serve_api
 from gateway.api._limits import ApiLimits
-from gateway.api.front_door import create_api
-from gateway.api.http_server import serve_api
-from gateway.api.restate_link import RestateLink
-from gateway.local.engine import LocalEngine, free_port
+from gateway.local import LocalEngine, free_port
 from tests.api.conftest import load_api
 
 __all__ = ["ApiThread", "serve_limited"]

@@ -21,10 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.core.models import DeliveryState, TaskRequest, TaskState
-from gateway.durable.client import GatewayClient
-from gateway.local.engine import free_port
-from gateway.local.security_warnings import DEMO_WEBHOOK_SECRET
+from gateway.core import DeliveryState, TaskRequest, TaskState
+from gateway.durable import GatewayClient
+from gateway.local import DEMO_WEBHOOK_SECRET, free_port
 from tests.conftest import ENGINE_MODES
 from tests.security.guarded_gateway import Guarded, api_for, guarded_gateway, point_names_at
 

@@ -38,12 +38,17 @@ from gateway.channels import (
     SendReceipt,
     discover_plugins,
 )
-from gateway.config.schema import load_config
-from gateway.core.models import DeliveryState, Subscription, TaskRequest
-from gateway.durable.bootstrap import build_runtime, runtime_for
-from gateway.durable.client import GatewayClient
-from gateway.durable.runtime import Runtime, current_runtime, install_runtime
-from gateway.local.engine import free_port
+from gateway.config import load_config
+from gateway.core import DeliveryState, Subscription, TaskRequest
+from gateway.durable import (
+    GatewayClient,
+    Runtime,
+    build_runtime,
+    current_runtime,
+    install_runtime,
+    runtime_for,
+)
+from gateway.local import free_port
 from gateway.observability.setup import NOISY, configure_logging, set_redactor
 
 pytestmark = pytest.mark.restate

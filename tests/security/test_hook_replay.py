@@ -12,9 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli._config import config_app
-from gateway.config.hooks import hook_task_id, replay_key
-from gateway.config.schema import HookSource
-from gateway.local.engine import LocalEngine
+from gateway.config import HookSource, hook_task_id, replay_key
+from gateway.local import LocalEngine
 from tests.security.owned_api import (
     body_of,
     github_headers,

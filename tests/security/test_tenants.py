@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway.api.auth import hash_key
+from gateway.api import hash_key
 from gateway.cli.app import app
-from gateway.config.schema import ApiKey
-from gateway.core.models import TaskRequest, TaskState
-from gateway.durable.client import ApiClient
-from gateway.local.sinks import Mailbox, ReceivedWebhook, WebhookReceiver
+from gateway.config import ApiKey
+from gateway.core import TaskRequest, TaskState
+from gateway.durable import ApiClient
+from gateway.local import Mailbox, ReceivedWebhook, WebhookReceiver
 from tests.security.owned_api import (
     KEYS,
     auth,

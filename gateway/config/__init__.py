@@ -2,6 +2,7 @@
 the inbound hooks' mappings; the model providers an agent may name; the warnings of
 ``gateway config check``."""
 
+from gateway.config.api_section import SCOPES, ApiConfig, ApiKey, HmacScheme, HookSource, Scope
 from gateway.config.hooks import (
     HookRejected,
     MappingFailed,
@@ -20,17 +21,11 @@ from gateway.config.load import (
 )
 from gateway.config.model_providers import PROVIDERS, build_model, key_problem, provider_problem
 from gateway.config.schema import (
-    SCOPES,
     AgentConfig,
-    ApiConfig,
-    ApiKey,
     ChannelConfig,
     Destination,
     GatewayConfig,
-    HmacScheme,
-    HookSource,
     Match,
-    Scope,
     StandingSubscription,
 )
 

@@ -7,22 +7,16 @@ their options, channels, agents, templates, fallbacks and targets.
 
 from __future__ import annotations
 
-import copy as copy_module
-import difflib
-import re
-import types
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.channels import Channel, ChannelPlugin, check_templates, egress_policy
 from gateway.config._yaml_lines import (
     KeyPath,
-    YamlDocument,
     YamlSyntaxError,
-    format_path,
     parse_yaml,
     resolve_env,
 )
@@ -36,212 +30,35 @@ from gateway.config.schema import (
     StandingSubscription,
     TemplateSet,
 )
-from gateway.core import MARKER, MIN_SECRET_LENGTH
+from gateway.core import MIN_SECRET_LENGTH
 
 __all__ = ["check"]
+from gateway.config._report import (
+    AGENT_NAME,
+    CHANNEL_NAME,
+    HOOK_NAME,
+    Report,
+    describe,
+    entries,
+    suggest,
+    unwrap,
+)
 
-_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-_HOOK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+ENTRY_SECTIONS = ("agents", "channels", "subscriptions", "templates")
 
 
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in get_args(annotation) if a is not type(None)]
-            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            annotation = (models or args)[0]
-        else:
-            return annotation
-
-
-def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
-    """The model class found at ``loc`` inside ``model`` (None when it is not a model)."""
-    current: Any = model
-    i = 0
-    while i < len(loc):
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        info = current.model_fields.get(str(loc[i]))
-        if info is None:
-            return None
-        current = _unwrap(info.annotation)
-        i += 1
-        while get_origin(current) in (dict, list) and i < len(loc):
-            current = _unwrap(get_args(current)[-1])
-            i += 1
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _data_loc(loc: Sequence[str | int], data: object) -> tuple[str | int, ...]:
-    """``loc`` without the parts pydantic adds that are not keys of the data (the members of
-    a union, such as ``list[str]``), so that it is a path in the file."""
-    out: list[str | int] = []
-    current = data
-    for i, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
-            out.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            out.append(part)
-            current = current[part]
-        elif i == len(loc) - 1 and isinstance(current, dict):
-            out.append(part)  # a missing or an unknown key: still part of the path
-        elif not isinstance(current, dict | list) and data is None:
-            out.append(part)  # no data to check against
-    return tuple(out)
-
-
-def _suggest(word: str, choices: Collection[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
-def _unknown_key(key: str, allowed: Collection[str]) -> str:
-    return (f"unknown key {key!r}; {_suggest(key, allowed)}"
-            f"expected one of: {', '.join(allowed)}")
-
-
-def _message(err: Mapping[str, Any], parent: type[BaseModel] | None) -> str:
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        key = str(err["loc"][-1])
-        if parent is None:
-            return f"unknown key {key!r}"
-        return _unknown_key(key, list(parent.model_fields))
-    if kind == "missing":
-        return "is required"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"{value!r} is not one of {expected}"
-    msg = str(err["msg"])
-    if kind in ("value_error", "assertion_error"):
-        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind.endswith("_type"):
-        return f"{msg}, not {_describe(value)}"
-    return msg
-
-
-@dataclass
-class _Report:
-    source: str
-    doc: YamlDocument
-    problems: list[tuple[int, int, str]] = field(default_factory=list)
-    suppressed: list[KeyPath] = field(default_factory=list)
-
-    def add(self, path: KeyPath, message: str, *, line: int | None = None,
-            depends_on: KeyPath | None = None) -> None:
-        """Report a problem, unless it follows from one already reported (a missing
-        environment variable, or a key that failed validation) at ``path`` or ``depends_on``."""
-        if any(p[: len(s)] == s for s in self.suppressed for p in (path, depends_on or path)):
-            return
-        where = format_path(path)
-        text = f"{self.source}:{line or self.doc.line_of(path)} "
-        text += f"{where}: {message}" if where else message
-        self.problems.append((line or self.doc.line_of(path), len(self.problems), text))
-
-    def add_validation(self, prefix: KeyPath, exc: ValidationError,
-                       model: type[BaseModel] | None, data: object = None) -> None:
-        for err in exc.errors():
-            loc = _data_loc(err["loc"], data)
-            parent = _model_at(model, loc[:-1]) if model is not None else None
-            self.add((*prefix, *loc), _message(err, parent))
-
-    def lines(self, secrets: Sequence[str]) -> list[str]:
-        out = []
-        longest_first = sorted(set(secrets), key=len, reverse=True)
-        for _, _, text in sorted(self.problems):
-            for secret in longest_first:
-                text = text.replace(secret, MARKER)
-            if text not in out:
-                out.append(text)
-        return out
-
-
-def _without(value: Any, locs: Sequence[tuple[str | int, ...]]) -> Any:
-    """A copy of ``value`` without the entries at ``locs`` (the ones that failed)."""
-    copy = copy_module.deepcopy(value)
-    for loc in sorted(locs, key=lambda loc: [str(p).zfill(9) for p in loc], reverse=True):
-        parent = copy
-        for part in loc[:-1]:
-            try:
-                parent = parent[part]
-            except (KeyError, IndexError, TypeError):
-                break
-        else:
-            if isinstance(parent, dict) and loc[-1] in parent:
-                del parent[loc[-1]]
-            elif isinstance(parent, list) and isinstance(loc[-1], int) and loc[-1] < len(parent):
-                del parent[loc[-1]]
-    return copy
-
-
-def _entries(report: _Report, name: str, value: object, model: type[BaseModel],
-             as_list: bool) -> dict[Any, Any]:
-    """Validate each entry of a section on its own; return the valid ones by key/index.
-
-    An entry with errors is reported, then validated again without the failing keys, so
-    that what remains of it is still checked against the other sections.
-    """
-    if value is None:
-        return {}
-    container = list if as_list else dict
-    if not isinstance(value, container):
-        shape = "a list" if as_list else "a mapping of name -> entry"
-        report.add((name,), f"must be {shape}, not {_describe(value)}")
-        return {}
-    items = enumerate(value) if isinstance(value, list) else value.items()
-    valid: dict[Any, Any] = {}
-    for key, item in items:
-        try:
-            valid[key] = model.model_validate(item)
-        except ValidationError as exc:
-            report.add_validation((name, key), exc, model, item)
-            locs = [_data_loc(e["loc"], item) for e in exc.errors()]
-            if all(locs):  # every error is at a key that can be left out
-                report.suppressed.extend((name, key, *loc) for loc in locs)
-                try:
-                    valid[key] = model.model_validate(_without(item, locs))
-                except ValidationError as again:  # e.g. a check across keys, now reachable
-                    report.add_validation((name, key), again, model, item)
-    return valid
-
-
-_ENTRY_SECTIONS = ("agents", "channels", "subscriptions", "templates")
-
-
-def _other_sections(report: _Report, data: Mapping[str, Any]) -> dict[str, Any]:
+def other_sections(report: Report, data: Mapping[str, Any]) -> dict[str, Any]:
     """Every other section of :class:`GatewayConfig` (``api``, ``hooks`` ...), validated whole
     by its own model: adding a section is adding a field."""
     valid: dict[str, Any] = {}
     for name, info in GatewayConfig.model_fields.items():
-        if name in _ENTRY_SECTIONS or name not in data:
+        if name in ENTRY_SECTIONS or name not in data:
             continue
         declared: Any = info.annotation
-        annotation = _unwrap(declared)
+        annotation = unwrap(declared)
         entry = get_args(annotation)[-1] if get_origin(annotation) is dict else None
         if isinstance(entry, type) and issubclass(entry, BaseModel):  # name -> entry
-            valid[name] = _entries(report, name, data[name], entry, as_list=False)
+            valid[name] = entries(report, name, data[name], entry, as_list=False)
             continue
         try:
             valid[name] = TypeAdapter(declared).validate_python(data[name])
@@ -254,7 +71,7 @@ def _other_sections(report: _Report, data: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class _Context:
-    report: _Report
+    report: Report
     plugins: Mapping[str, ChannelPlugin]
     channels: dict[str, ChannelConfig]
     channel_names: list[str]
@@ -281,7 +98,7 @@ def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
     report = ctx.report
     for name, channel in valid.items():
         base: KeyPath = ("channels", name)
-        if not _CHANNEL_NAME.match(name):
+        if not CHANNEL_NAME.match(name):
             report.add(base, f"channel name {name!r} must be lower-case letters, digits, '-' "
                              "or '_', starting with a letter")
         plugin_name = channel.plugin or name
@@ -319,7 +136,7 @@ def _check_destination(ctx: _Context, path: KeyPath, sub_path: KeyPath,
     if dest.channel not in ctx.channel_names:
         report.add((*path, "channel"), ctx.unknown_channel(dest.channel))
         return
-    if not _CHANNEL_NAME.match(dest.channel):
+    if not CHANNEL_NAME.match(dest.channel):
         return  # the channel's name is reported where it is defined
     try:
         target = sub.target_for(dest)
@@ -383,7 +200,7 @@ def _check_subscriptions(ctx: _Context, valid: Mapping[int, StandingSubscription
             report.add((*base, "template"), _unknown_template(sub.template, ctx))
 
 
-def _check_agents(report: _Report, valid: Mapping[str, AgentConfig],
+def _check_agents(report: Report, valid: Mapping[str, AgentConfig],
                   output_schemas: Collection[str] | None, env: Mapping[str, str]) -> None:
     from gateway.config.model_providers import key_problem
 
@@ -392,7 +209,7 @@ def _check_agents(report: _Report, valid: Mapping[str, AgentConfig],
                               base_url=agent.base_url, env=env)
         if problem:
             report.add(("agents", name), problem, depends_on=("agents", name, "api_key"))
-        if not _AGENT_NAME.match(name):
+        if not AGENT_NAME.match(name):
             report.add(("agents", name), f"agent name {name!r} must be letters, digits, '.', "
                                          "'-' or '_' (at most 64)")
         schema = agent.output_schema
@@ -417,7 +234,7 @@ def _agent_keys(agents: Collection[AgentConfig], env: Mapping[str, str]) -> list
     return keys
 
 
-def _check_templates(report: _Report, valid: Mapping[str, TemplateSet]) -> None:
+def _check_templates(report: Report, valid: Mapping[str, TemplateSet]) -> None:
     for problem in check_templates(valid):
         path: KeyPath = ("templates", problem.template, problem.field)
         line = None
@@ -429,7 +246,7 @@ def _check_templates(report: _Report, valid: Mapping[str, TemplateSet]) -> None:
         report.add(path, message, line=line)
 
 
-def _check_api(report: _Report, api: object, channel_names: Collection[str]) -> None:
+def _check_api(report: Report, api: object, channel_names: Collection[str]) -> None:
     if not isinstance(api, ApiConfig):
         return
     first_name: dict[str, int] = {}
@@ -449,14 +266,14 @@ def _check_api(report: _Report, api: object, channel_names: Collection[str]) -> 
             report.add(("api", "channels", i), f"unknown channel {channel!r}; known: {known}")
 
 
-def _check_hooks(report: _Report, hooks: object, agent_names: Collection[str]) -> None:
+def _check_hooks(report: Report, hooks: object, agent_names: Collection[str]) -> None:
     from gateway.config.hooks import template_problems
 
     for name, hook in (hooks if isinstance(hooks, dict) else {}).items():
         if not isinstance(hook, HookSource):
             continue
         base: KeyPath = ("hooks", name)
-        if not _HOOK_NAME.match(name):
+        if not HOOK_NAME.match(name):
             report.add(base, f"hook name {name!r} must be lower-case letters, digits, '-' or "
                              "'_' (at most 64): it is part of the URL /v1/hooks/NAME")
         if hook.agent not in agent_names:
@@ -484,13 +301,13 @@ def check(
     except YamlSyntaxError as exc:
         where = f"{source}:{exc.line}" if exc.line else source
         return None, [f"{where} {exc.message}"], []
-    report = _Report(source, doc)
+    report = Report(source, doc)
     for path, line, first_line in doc.duplicates:
         report.add(path, f"duplicate key (first at line {first_line})", line=line)
     data = {} if doc.data is None else doc.data
     if not isinstance(data, dict):
         report.add((), "the file must be a mapping with the sections agents, channels, "
-                       f"subscriptions and templates, not {_describe(data)}")
+                       f"subscriptions and templates, not {describe(data)}")
         return None, report.lines([]), []
     resolved = resolve_env(data, env)
     for path, message in resolved.errors:
@@ -502,14 +319,14 @@ def check(
     sections = list(GatewayConfig.model_fields)
     for key in data:
         if key not in sections:
-            report.add((str(key),), f"unknown section {key!r}; {_suggest(str(key), sections)}"
+            report.add((str(key),), f"unknown section {key!r}; {suggest(str(key), sections)}"
                                     f"expected one of: {', '.join(sections)}")
-    agents = _entries(report, "agents", data.get("agents"), AgentConfig, as_list=False)
-    channels = _entries(report, "channels", data.get("channels"), ChannelConfig, as_list=False)
-    subscriptions = _entries(report, "subscriptions", data.get("subscriptions"),
+    agents = entries(report, "agents", data.get("agents"), AgentConfig, as_list=False)
+    channels = entries(report, "channels", data.get("channels"), ChannelConfig, as_list=False)
+    subscriptions = entries(report, "subscriptions", data.get("subscriptions"),
                              StandingSubscription, as_list=True)
-    templates = _entries(report, "templates", data.get("templates"), TemplateSet, as_list=False)
-    others = _other_sections(report, data)
+    templates = entries(report, "templates", data.get("templates"), TemplateSet, as_list=False)
+    others = other_sections(report, data)
 
     def names(section: str) -> list[str]:
         value = data.get(section)

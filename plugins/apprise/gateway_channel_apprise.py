@@ -37,8 +37,14 @@ from apprise import AppriseAsset, AppriseResultStatus, NotifyFormat, PersistentS
 from apprise.utils.parse import parse_qsd
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.channels import REDACTED, Channel, Message, SendReceipt
-from gateway.core import PermanentDeliveryError, TransientDeliveryError
+from gateway.channels import (
+    REDACTED,
+    Channel,
+    Message,
+    PermanentDeliveryError,
+    SendReceipt,
+    TransientDeliveryError,
+)
 
 __all__ = [
     "AppriseChannel",

@@ -17,7 +17,7 @@ import httpx
 import restate
 from restate import Workflow, WorkflowContext, WorkflowSharedContext
 
-from gateway.service import serve_app
+from gateway.durable import serve_app
 
 workflow = Workflow("BenchBaseline")
 _client: httpx.AsyncClient | None = None

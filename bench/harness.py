@@ -15,11 +15,11 @@ from pathlib import Path
 
 import httpx
 
-from gateway.engine import (
+from gateway.local import free_port
+from gateway.local.engine import (
     INVOCATIONS_LIMIT,
     INVOCATIONS_LIMIT_ENV,
     LocalEngine,
-    free_port,
     register_deployment,
 )
 
@@ -73,7 +73,7 @@ def machine() -> dict[str, object]:
 
 
 def _server_binary() -> Path:
-    from gateway.engine import find_server_binary
+    from gateway.local import find_server_binary
 
     return find_server_binary()
 

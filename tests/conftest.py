@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine, free_port, register_deployment
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.runtime import Runtime
+from gateway.durable import GatewayClient, Runtime
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver, free_port, register_deployment
 
 WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXRoZS1nYXRld2F5LXRlc3Rz"  # base64 test key
 
@@ -156,9 +154,9 @@ def config_file(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox,
 def make_runtime(config_file: Path) -> Runtime:
     """The runtime of the in-process gateway, from a YAML file through the real loader:
     real plugins, loopback targets, fast retries, agents that succeed, fail and dawdle."""
-    from gateway.bootstrap import runtime_for
     from gateway.channels import discover_plugins
     from gateway.config import load_config
+    from gateway.durable import runtime_for
 
     plugins = discover_plugins()
     config = load_config(config_file, plugins=plugins, env=TEST_ENV)
@@ -168,7 +166,7 @@ def make_runtime(config_file: Path) -> Runtime:
 @pytest.fixture(scope="session")
 def gateway(restate_server: LocalEngine, config_file: Path) -> Iterator[str]:
     """The gateway's Restate endpoint, served in-process and registered; yields its URL."""
-    from gateway.service import create_app
+    from gateway.durable import create_app
     from tests.support.service import ServiceThread
 
     runtime = make_runtime(config_file)

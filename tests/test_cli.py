@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine, free_port
-from gateway.local_sinks import WebhookReceiver
-from gateway.models import TaskState
+from gateway.cli.app import app
+from gateway.core import TaskState
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, WebhookReceiver, free_port
 from tests.conftest import TEST_ENV
 from tests.support.process import wait_until
 
@@ -164,7 +163,7 @@ def test_up_serves_registers_prints_urls_and_a_restart_keeps_the_data(
         assert f"http://localhost:{ports['admin']}/ui" in text
         task_id = new_id("up")
         with GatewayClient(f"http://127.0.0.1:{ports['ingress']}") as client:
-            from gateway.models import Subscription, TaskRequest
+            from gateway.core import Subscription, TaskRequest
 
             client.submit(task_id, TaskRequest(prompt="Persist me", subscriptions=[
                 Subscription.parse(f"webhook:{webhook_receiver.url}/hooks/{task_id}")]))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gateway.bootstrap import runtime_for
 from gateway.channels import discover_plugins
-from gateway.cli import app
-from gateway.cli_mail import MailCatcher, local_mail_endpoints
+from gateway.cli._mail import MailCatcher, local_mail_endpoints
+from gateway.cli.app import app
 from gateway.config import load_config
-from gateway.engine import free_port
+from gateway.durable import runtime_for
+from gateway.local import free_port
 from tests.support.process import wait_until
 
 runner = CliRunner()

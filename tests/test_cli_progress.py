@@ -17,13 +17,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.cli_mask import mask_target
-from gateway.cli_progress import follow
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine, free_port
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import (
+from gateway.cli._mask import mask_target
+from gateway.cli._progress import follow
+from gateway.cli.app import app
+from gateway.core import (
     DeliveryReceipt,
     DeliveryState,
     Subscription,
@@ -31,6 +28,8 @@ from gateway.models import (
     TaskState,
     TaskStatus,
 )
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver, free_port
 from tests.support.process import wait_until
 
 runner = CliRunner()

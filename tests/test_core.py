@@ -8,11 +8,9 @@ import uuid
 import httpx
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
-from gateway.errors import UserInputError
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, UserInputError
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 
 pytestmark = pytest.mark.restate
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, Target, TaskRequest, TaskState
+from gateway.core import DeliveryState, Subscription, Target, TaskRequest, TaskState
+from gateway.durable import GatewayClient
+from gateway.local import Mailbox, WebhookReceiver
 from tests.conftest import TEST_ENV, WEBHOOK_SECRET, new_engine
 from tests.fixtures.echo_plugin import install_echo_plugin
 from tests.support.process import GatewayProcess, wait_until

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.engine import INVOCATIONS_LIMIT_ENV, LocalEngine
+from gateway.local.engine import INVOCATIONS_LIMIT_ENV, LocalEngine
 
 
 def _engine(tmp_path: Path, **env: str) -> LocalEngine:

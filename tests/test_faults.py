@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest
+from gateway.core import DeliveryState, Subscription, TaskRequest
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.api.conftest import API_ENV, KEYS, api_config_text
 from tests.conftest import TEST_ENV, WEBHOOK_SECRET, new_engine
 from tests.support.api_process import ApiProcess

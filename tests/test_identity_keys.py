@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from gateway._identity_keys import encode_public_key, parse_identity_keys
-from gateway.errors import UserInputError
+from gateway.api import encode_public_key, parse_identity_keys
+from gateway.core import UserInputError
 
 # a key as restate-server 1.7 logs it at start ("Loaded request identity key", kid); the
 # rehearsal (tests/k8s/test_rehearsal.py) checks the encoding against a live server's log

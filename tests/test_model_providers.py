@@ -14,17 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from gateway.agent import AgentSpec, build_agent
-from gateway.bootstrap import runtime_for
 from gateway.channels import ChannelPlugin, discover_plugins
-from gateway.client import GatewayClient
 from gateway.config import load_config, parse_config
-from gateway.engine import LocalEngine
-from gateway.errors import ConfigError
-from gateway.local_sinks import WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState
-from gateway.runtime import current_runtime, install_runtime
-from gateway.service import create_app
+from gateway.core import ConfigError, DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.durable import (
+    AgentSpec,
+    GatewayClient,
+    build_agent,
+    create_app,
+    current_runtime,
+    install_runtime,
+    runtime_for,
+)
+from gateway.local import LocalEngine, WebhookReceiver
 from tests.config.fakes import fake_plugins
 from tests.conftest import TEST_ENV, register
 from tests.support.openai_server import OpenAIServer, answer_for
@@ -272,7 +274,7 @@ def test_only_the_configured_provider_is_imported() -> None:
     """The gateway's start does not import provider SDKs it is not configured with."""
     code = (
         "import sys\n"
-        "from gateway.agent import AgentSpec, build_agent\n"
+        "from gateway.durable.agent import AgentSpec, build_agent\n"
         "build_agent(AgentSpec('default'))\n"
         "build_agent(AgentSpec('llm', 'openai:gpt-4o-mini', api_key='sk-unused-key'))\n"
         "print(sorted(m for m in ('openai', 'anthropic', 'google.genai', 'groq', 'mistralai',"
@@ -294,7 +296,7 @@ def test_only_the_configured_provider_is_imported() -> None:
 def test_which_provider_statuses_are_retried(status: int, retried: bool) -> None:
     from pydantic_ai.exceptions import ModelHTTPError
 
-    from gateway._model_retry import is_transient
+    from gateway.durable._model_retry import is_transient
 
     assert is_transient(ModelHTTPError(status, "gpt-4o-mini", {"message": "x"})) is retried
 
@@ -302,7 +304,7 @@ def test_which_provider_statuses_are_retried(status: int, retried: bool) -> None
 def test_a_provider_message_is_one_line_without_the_key() -> None:
     from pydantic_ai.exceptions import ModelHTTPError
 
-    from gateway._model_retry import provider_message
+    from gateway.durable._model_retry import provider_message
 
     body = {"error": {"message": f"Incorrect API key provided:\n {TEST_KEY}.", "code": "x"}}
     said = provider_message(ModelHTTPError(401, "gpt-4o-mini", body), [TEST_KEY])

@@ -12,11 +12,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.cli.app import app
+from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import WEBHOOK_SECRET
 
 pytestmark = pytest.mark.restate

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.engine import free_port
+from gateway.local import free_port
 from tests.support.process import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

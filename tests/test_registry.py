@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.channels import ENTRY_POINT_GROUP, Message, discover_plugins
-from gateway.errors import PluginError
+from gateway.core import PluginError
 from tests.fixtures.echo_plugin import install_echo_plugin
 
 BUILT_IN = {
@@ -181,7 +181,7 @@ def test_an_entry_point_that_is_not_a_channel_class_is_rejected(
 
 
 async def test_the_echo_plugin_can_fail_on_purpose(site: Path, tmp_path: Path) -> None:
-    from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+    from gateway.core import PermanentDeliveryError, TransientDeliveryError
 
     install_echo_plugin(site)
     echo = discover_plugins(entry_points_in(site))["echo"].cls()

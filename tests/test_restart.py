@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState
+from gateway.durable import GatewayClient
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import TEST_ENV, new_engine
 from tests.support.process import GatewayProcess, wait_until
 

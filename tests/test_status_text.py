@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from gateway._rejection import mask_target, rejected_receipt
-from gateway._status_text import delivery_state_text, repeat_note, task_state_text
-from gateway.models import (
+from gateway.core import (
     AttemptRecord,
     DeliveryReceipt,
     DeliveryState,
@@ -12,8 +10,12 @@ from gateway.models import (
     Target,
     TaskState,
     TaskStatus,
+    delivery_state_text,
+    repeat_note,
     subscription_id,
+    task_state_text,
 )
+from gateway.core.rejection import mask_target, rejected_receipt
 
 
 def receipt(state: DeliveryState, attempts: int = 0, history: list[AttemptRecord] | None = None,

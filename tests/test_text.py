@@ -1,10 +1,10 @@
-"""gateway.text.shorten: never cut mid-word without an ellipsis."""
+"""gateway.core.text.shorten: never cut mid-word without an ellipsis."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.text import shorten
+from gateway.core import shorten
 
 
 @pytest.mark.parametrize(

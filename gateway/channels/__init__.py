@@ -1,8 +1,7 @@
-"""Channels: the plugin contract, the entry-point registry, the egress guard and what
-untrusted subscribers may use."""
+"""Channels: the plugin contract, the entry-point registry, the egress guard, what untrusted
+subscribers may use, and rendering a message for a channel. A channel plugin needs nothing
+but this package: a new channel is a plugin package under ``plugins/``."""
 
-from gateway._redaction import MARKER as REDACTED
-from gateway._redaction import SECRET
 from gateway.channels._allowance import BUILTIN_OPEN_PLUGINS, check_untrusted, open_channels
 from gateway.channels._base import Channel, Message, MessageKind, NoOptions, SendReceipt
 from gateway.channels._egress import (
@@ -22,6 +21,15 @@ from gateway.channels._registry import (
     discover_plugins,
     format_validation_error,
 )
+from gateway.channels.render import Renderer, TaskView, check_templates
+from gateway.core import MARKER as REDACTED
+from gateway.core import (
+    SECRET,
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    shorten,
+)
 
 __all__ = [
     "BUILTIN_OPEN_PLUGINS",
@@ -32,13 +40,19 @@ __all__ = [
     "ChannelInstance",
     "ChannelPlugin",
     "Channels",
+    "DeliveryError",
     "EgressPolicy",
     "EgressRefused",
     "GuardedSender",
     "Message",
     "MessageKind",
     "NoOptions",
+    "PermanentDeliveryError",
+    "Renderer",
     "SendReceipt",
+    "TaskView",
+    "TransientDeliveryError",
+    "check_templates",
     "check_untrusted",
     "classify_address",
     "classify_host",
@@ -47,4 +61,5 @@ __all__ = [
     "egress_policy",
     "format_validation_error",
     "open_channels",
+    "shorten",
 ]

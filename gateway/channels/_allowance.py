@@ -17,8 +17,7 @@ from collections.abc import Collection
 
 from gateway.channels._egress import classify_host
 from gateway.channels._registry import Channels
-from gateway.errors import SubscriptionError
-from gateway.models import Target
+from gateway.core import SubscriptionError, Target
 
 __all__ = ["BUILTIN_OPEN_PLUGINS", "check_untrusted", "open_channels"]
 

@@ -7,8 +7,8 @@ A channel plugin is a class, named by an entry point in the group
 * ``Options`` - a pydantic model of its options, validated when the configuration is loaded
   and when a subscription is made (per-subscription options override the configured ones);
 * ``async send(message, options) -> SendReceipt`` - delivers or *raises*:
-  :class:`~gateway.errors.PermanentDeliveryError` for what will never succeed as is,
-  :class:`~gateway.errors.TransientDeliveryError` for what may succeed later;
+  :class:`~gateway.core.errors.PermanentDeliveryError` for what will never succeed as is,
+  :class:`~gateway.core.errors.TransientDeliveryError` for what may succeed later;
 * ``validate_target`` / ``redact_target`` - check a target when a subscription is made and
   show it without secrets in receipts and logs;
 * ``subscriber_options``, ``validate_untrusted`` and ``target_hosts`` - what a subscriber that
@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.models import RetryPolicy
+from gateway.core import RetryPolicy
 
 __all__ = ["Channel", "Message", "MessageKind", "NoOptions", "SendReceipt"]
 
@@ -114,7 +114,7 @@ class Channel(ABC, Generic[OptionsT]):
 
     @abstractmethod
     async def send(self, message: Message, options: OptionsT) -> SendReceipt:
-        """Deliver ``message`` or raise a :class:`~gateway.errors.DeliveryError`."""
+        """Deliver ``message`` or raise a :class:`~gateway.core.errors.DeliveryError`."""
 
     async def aclose(self) -> None:
         """Release shared resources (HTTP clients) at shutdown."""

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import DeliveryError, PermanentDeliveryError
+from gateway.core import DeliveryError, PermanentDeliveryError
 
 __all__ = [
     "EgressPolicy",

@@ -10,11 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gateway._redaction import secret_values
 from gateway.channels._base import Channel
 from gateway.channels._egress import GuardedSender, egress_policy
-from gateway.errors import PluginError, SubscriptionError
-from gateway.models import RetryPolicy, Target
+from gateway.core import PluginError, RetryPolicy, SubscriptionError, Target, secret_values
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -3,7 +3,7 @@
 Apprise's ``notify`` is blocking, retries nothing we want it to retry and reports failure as
 a value. :class:`AppriseRunner` runs it in a bounded pool of worker threads (never on the event
 loop) and turns its :class:`apprise.AppriseResult` into a :class:`~gateway.channels.SendReceipt`
-or a raised :class:`~gateway.errors.DeliveryError`:
+or a raised :class:`~gateway.core.errors.DeliveryError`:
 
 * success of the (single) service's last attempt -> receipt;
 * Apprise gave up waiting (``TIMEOUT``) or the connection failed -> transient;
@@ -37,8 +37,14 @@ from apprise import AppriseAsset, AppriseResultStatus, NotifyFormat, PersistentS
 from apprise.utils.parse import parse_qsd
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.channels import REDACTED, Channel, Message, SendReceipt
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.channels import (
+    REDACTED,
+    Channel,
+    Message,
+    PermanentDeliveryError,
+    SendReceipt,
+    TransientDeliveryError,
+)
 
 __all__ = [
     "AppriseChannel",

@@ -26,8 +26,7 @@ from apprise.utils.parse import is_email
 from gateway_channel_apprise import AppriseRunner
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.channels import Channel, Message, SendReceipt
-from gateway.errors import PermanentDeliveryError
+from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt
 
 __all__ = ["EmailChannel", "EmailOptions", "mailto_url"]
 

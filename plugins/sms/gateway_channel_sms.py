@@ -26,9 +26,7 @@ from apprise import NotifyFormat
 from gateway_channel_apprise import AppriseRunner, parse_apprise_url, secrets_of
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.channels import Channel, Message, SendReceipt
-from gateway.errors import PermanentDeliveryError
-from gateway.text import shorten
+from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt, shorten
 
 __all__ = ["SmsChannel", "SmsOptions", "normalize_number", "sms_text", "sms_url"]
 

@@ -44,8 +44,15 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.channels import Channel, Message, SendReceipt, classify_address, current_policy
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.channels import (
+    Channel,
+    Message,
+    PermanentDeliveryError,
+    SendReceipt,
+    TransientDeliveryError,
+    classify_address,
+    current_policy,
+)
 
 __all__ = [
     "WebhookChannel",

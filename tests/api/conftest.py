@@ -19,15 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway._api_auth import hash_key, new_key
-from gateway._api_restate import RestateLink
-from gateway.api import ApiSettings, create_api
-from gateway.bootstrap import runtime_for
+from gateway.api import ApiSettings, RestateLink, create_api, hash_key, new_key
 from gateway.channels import discover_plugins
 from gateway.config import load_config
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.runtime import Runtime
+from gateway.durable import Runtime, runtime_for
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import TEST_CONFIG, TEST_ENV
 from tests.support.service import ServiceThread
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from gateway.local_sinks import Mailbox
+from gateway.local import Mailbox
 from tests.api.helpers import finished, new_id, poll
 
 pytestmark = pytest.mark.restate

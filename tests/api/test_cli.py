@@ -17,13 +17,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway._api_auth import hash_key
-from gateway.cli import app
-from gateway.client import ApiClient
-from gateway.engine import LocalEngine, free_port
-from gateway.errors import UserInputError
-from gateway.local_sinks import WebhookReceiver
-from gateway.models import Subscription, TaskRequest, TaskState
+from gateway.api import hash_key
+from gateway.cli.app import app
+from gateway.core import Subscription, TaskRequest, TaskState, UserInputError
+from gateway.durable import ApiClient
+from gateway.local import LocalEngine, WebhookReceiver, free_port
 from tests.api.conftest import API_ENV, KEYS, wait_listening
 from tests.api.helpers import new_id
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway._api_restate import RestateFailed, RestateLink
-from gateway._ingress_urls import IngressUrls, parse_ingress_urls
-from gateway.cli import app
-from gateway.client import GatewayClient
-from gateway.errors import EngineError, UserInputError
+from gateway.api.restate_link import RestateFailed, RestateLink
+from gateway.cli.app import app
+from gateway.core.errors import EngineError, UserInputError
+from gateway.durable.client import GatewayClient
+from gateway.durable.ingress_urls import IngressUrls, parse_ingress_urls
 
 A, B, C = "http://node-a:8080", "http://node-b:8080", "http://node-c:8080"
 ADMIN = "http://admin:9070"
@@ -127,7 +127,7 @@ def test_readiness_holds_while_one_ingress_answers() -> None:
 
 def test_a_real_refused_port_fails_over_to_a_real_node() -> None:
     """No mock: a loopback port nobody listens on, then a loopback server that answers."""
-    from gateway.engine import free_port
+    from gateway.local import free_port
     from tests.support.service import ServiceThread
 
     async def ingress(scope: dict[str, Any], receive: Any, send: Any) -> None:

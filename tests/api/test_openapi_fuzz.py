@@ -29,10 +29,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway._api_restate import RestateLink
-from gateway.api import create_api
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
+from gateway.api import RestateLink, create_api
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.api.conftest import API_SECTIONS, KEYS, api_config_text, load_api, wait_listening
 from tests.support.service import ServiceThread
 

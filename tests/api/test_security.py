@@ -11,9 +11,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gateway._api_auth import hash_key
-from gateway._api_restate import RestateLink
-from gateway.api import create_api
+from gateway.api import RestateLink, create_api, hash_key
 from tests.api.conftest import KEYS, MAX_BODY, load_api
 from tests.api.helpers import new_id
 

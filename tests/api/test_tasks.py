@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway.local_sinks import Mailbox, WebhookReceiver
+from gateway.local import Mailbox, WebhookReceiver
 from tests.api.conftest import KEYS
 from tests.api.helpers import finished, new_id, poll
 

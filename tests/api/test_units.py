@@ -11,11 +11,17 @@ import time
 
 import pytest
 
-from gateway._api_auth import KeyRing, Unauthenticated, hash_key, new_key
-from gateway._api_models import TASK_ID_PATTERN
-from gateway._inbound import HookRejected, MappingFailed, hook_task_id, task_request, verify
-from gateway.api import OPERATIONS
-from gateway.config import ApiKey, HookSource
+from gateway.api import OPERATIONS, KeyRing, Unauthenticated, hash_key, new_key
+from gateway.api._models import TASK_ID_PATTERN
+from gateway.config import (
+    ApiKey,
+    HookRejected,
+    HookSource,
+    MappingFailed,
+    hook_task_id,
+    task_request,
+    verify,
+)
 from tests.api.helpers import standard_headers
 
 SLACK = HookSource.model_validate({
@@ -133,7 +139,7 @@ def test_every_operation_documents_its_errors() -> None:
 
 def test_hook_secrets_stay_out_of_reprs_and_errors() -> None:
     from gateway.config import parse_config
-    from gateway.errors import ConfigError
+    from gateway.core import ConfigError
     from tests.config.fakes import fake_plugins
 
     text = ("hooks:\n  orders: {secret: '${ORDERS}', prompt: x}\n"
@@ -153,9 +159,8 @@ def test_an_unexpected_error_is_a_json_500_that_says_nothing_inside(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from gateway._api_restate import RestateLink
-    from gateway.api import ApiSettings, create_api
-    from gateway.runtime import Runtime
+    from gateway.api import ApiSettings, RestateLink, create_api
+    from gateway.durable import Runtime
 
     def broken() -> Runtime:
         raise RuntimeError("internal detail: /srv/secret/path")

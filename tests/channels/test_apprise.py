@@ -20,7 +20,7 @@ from gateway_channel_apprise import (
     secrets_of,
 )
 
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.core import PermanentDeliveryError, TransientDeliveryError
 from tests.channels.conftest import HttpReceiver, free_port, make_message
 
 

@@ -11,7 +11,7 @@ import responses
 from gateway_channel_slack import SlackChannel, SlackOptions, default_blocks
 from pydantic import ValidationError
 
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.core import PermanentDeliveryError, TransientDeliveryError
 from tests.channels.conftest import make_message
 
 HOOK = "https://hooks.slack.com/services/T00000001/B00000002/abcdefSECRET0123456789"

@@ -12,7 +12,7 @@ import responses
 from gateway_channel_sms import SmsChannel, SmsOptions, normalize_number, sms_text, sms_url
 from pydantic import ValidationError
 
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.core import PermanentDeliveryError, TransientDeliveryError
 from tests.channels.conftest import make_message
 
 SID = "AC" + "0123456789abcdef" * 2

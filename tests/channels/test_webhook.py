@@ -21,7 +21,7 @@ from gateway_channel_webhook import (
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.core import PermanentDeliveryError, TransientDeliveryError
 from tests.channels.conftest import HttpReceiver, free_port, make_message
 
 OLD = "whsec_" + base64.b64encode(b"old-secret-0123456789abcdef").decode()

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import gateway.cli_config
-from gateway.cli_config import config_app
-from gateway.errors import PluginError
+import gateway.cli._config
+from gateway.cli._config import config_app
+from gateway.core import PluginError
 from tests.config.fakes import fake_plugins
 
 CASES = Path(__file__).parent / "cases"
@@ -17,7 +17,7 @@ CASES = Path(__file__).parent / "cases"
 
 @pytest.fixture(autouse=True)
 def _fake_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.cli_config, "discover_plugins", fake_plugins)
+    monkeypatch.setattr(gateway.cli._config, "discover_plugins", fake_plugins)
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -83,7 +83,7 @@ def test_check_reports_a_broken_plugin(tmp_path: Path, monkeypatch: pytest.Monke
     def broken() -> None:
         raise PluginError("channel plugin 'x' from distribution x 1 failed to import")
 
-    monkeypatch.setattr(gateway.cli_config, "discover_plugins", broken)
+    monkeypatch.setattr(gateway.cli._config, "discover_plugins", broken)
     path = _write(tmp_path, "")
     result = CliRunner().invoke(config_app, ["check", str(path)])
     assert result.exit_code == 1

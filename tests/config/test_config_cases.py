@@ -14,7 +14,7 @@ import pytest
 
 from gateway.channels import ChannelPlugin
 from gateway.config import parse_config
-from gateway.errors import ConfigError
+from gateway.core import ConfigError
 
 CASES = Path(__file__).parent / "cases"
 OUTPUT_SCHEMAS = {"report"}

@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-import gateway._config_check
+import gateway.config.check
 from gateway.channels import ChannelPlugin
 from gateway.config import (
     DEFAULT_CONFIG_PATH,
     GatewayConfig,
-    Section,
     load_config,
     parse_config,
     resolve_config_path,
 )
-from gateway.errors import ConfigError, TaskInputError
-from gateway.models import Task
+from gateway.config.schema import Section
+from gateway.core import ConfigError, Task, TaskInputError
 
 TOKEN = "xoxb-1234-super-secret-token"
 PASSWORD = "hunter2-very-secret"
@@ -205,7 +204,7 @@ class _ExtendedConfig(GatewayConfig):
 def test_a_new_section_is_one_more_field(
     plugins: dict[str, ChannelPlugin], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway._config_check, "GatewayConfig", _ExtendedConfig)
+    monkeypatch.setattr(gateway.config.check, "GatewayConfig", _ExtendedConfig)
     config = parse_config("api: {listen: '0.0.0.0:80', signing_secret: '${API_SECRET}'}\n",
                           plugins=plugins, env={"API_SECRET": "api-secret-value"})
     assert isinstance(config, _ExtendedConfig)

@@ -8,10 +8,9 @@ import jinja2
 import pytest
 
 from gateway.channels import ChannelPlugin, Channels, Message, MessageKind
+from gateway.channels.render import Renderer, TaskView, TemplateSet
 from gateway.config import parse_config
-from gateway.errors import ConfigError, RenderError
-from gateway.models import Subscription, Target
-from gateway.render import Renderer, TaskView, TemplateSet
+from gateway.core import ConfigError, RenderError, Subscription, Target
 from tests.config.fakes import fake_plugins
 
 NASTY = '<script>alert("x")</script> & <!channel> <https://evil.example.com|click>'

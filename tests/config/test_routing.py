@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from gateway.config import StandingSubscription
-from gateway.models import Outcome, Subscription, Target, Task, subscription_id
-from gateway.routing import matches, route, wants
+from gateway.core import Outcome, Subscription, Target, Task, subscription_id
+from gateway.core.routing import matches, route, wants
 
 FALLBACKS = {"slack": ["sms", "email"], "sms": ["email"]}
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.channels import ChannelPlugin, discover_plugins
+from gateway.channels import ChannelPlugin, Renderer, discover_plugins
 from gateway.config import load_config
-from gateway.models import Task
-from gateway.render import Renderer
+from gateway.core import Task
 from tests.config.fakes import fake_plugins
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"

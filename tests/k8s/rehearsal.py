@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from gateway.engine import free_port
+from gateway.local import free_port
 from tests.k8s import k8s_support as k
 
 URL = re.compile(r"\b(https?://)([a-z0-9][a-z0-9-]*)((?:\.[a-z0-9-]+)*):(\d+)")

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from gateway._identity_keys import parse_identity_keys
-from gateway.engine import free_port
-from gateway.errors import UserInputError
+from gateway.api import parse_identity_keys
+from gateway.core import UserInputError
+from gateway.local import free_port
 from tests.k8s import k8s_support as k
 
 SCHEMA_ERROR = "values don't meet the specifications of the schema"

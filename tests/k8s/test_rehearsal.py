@@ -28,10 +28,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from gateway._api_auth import hash_key, new_key
-from gateway._identity_keys import encode_public_key
-from gateway.engine import LocalEngine
-from gateway.local_sinks import WebhookReceiver
+from gateway.api import encode_public_key, hash_key, new_key
+from gateway.local import LocalEngine, WebhookReceiver
 from tests.conftest import ENGINE_MODES, WEBHOOK_SECRET
 from tests.k8s import k8s_support as k
 from tests.k8s import rehearsal as r

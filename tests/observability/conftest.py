@@ -2,8 +2,9 @@
 with tracing installed for these tests only, an API in front of it, and its logs as JSON.
 
 OpenTelemetry's global provider can be set once per process, so the gateway never uses it
-for its own spans: :func:`gateway._trace.install` takes a provider (here one with an
-in-memory exporter) and :func:`gateway._trace.uninstall` removes it again; the runtime built
+for its own spans: :func:`gateway.observability.trace.install` takes a provider (here one with
+an in-memory exporter) and :func:`gateway.observability.trace.uninstall` removes it again; the
+runtime built
 while it is installed (instrumented agents) replaces the session's for these tests and is
 swapped back afterwards. Loggers are not cached, so other tests keep their logging.
 """
@@ -24,13 +25,11 @@ import structlog
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import _trace
-from gateway._api_restate import RestateLink
-from gateway.api import create_api
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.observability import NOISY, configure_logging, set_redactor, tracer_provider
-from gateway.runtime import current_runtime, install_runtime
+from gateway.api import RestateLink, create_api
+from gateway.durable import current_runtime, install_runtime
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver
+from gateway.observability import trace as _trace
+from gateway.observability.setup import NOISY, configure_logging, set_redactor, tracer_provider
 from tests.api.conftest import KEYS, api_config_text, load_api, wait_listening
 from tests.support.service import ServiceThread
 

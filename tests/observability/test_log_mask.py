@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway._log_mask import mask_addresses, mask_library_lines
+from gateway.observability._log_mask import mask_addresses, mask_library_lines
 
 
 @pytest.mark.parametrize(("said", "logged"), [

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from gateway._metrics import metrics_app
-from gateway.local_sinks import WebhookReceiver
+from gateway.local import WebhookReceiver
+from gateway.observability.metrics import metrics_app
 from tests.api.helpers import finished, new_id, poll
 from tests.conftest import WEBHOOK_SECRET
 from tests.observability.conftest import Traced

@@ -28,13 +28,13 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from gateway._api_restate import RestateLink
-from gateway._trace import stable_trace_id
 from gateway.api import create_api
-from gateway.client import GatewayClient
-from gateway.engine import LocalEngine, free_port
-from gateway.local_sinks import Mailbox, WebhookReceiver
-from gateway.models import TaskRequest
+from gateway.api.restate_link import RestateLink
+from gateway.core.models import TaskRequest
+from gateway.durable.client import GatewayClient
+from gateway.local import LocalEngine, free_port
+from gateway.local.sinks import Mailbox, WebhookReceiver
+from gateway.observability.trace import stable_trace_id
 from tests.api.conftest import KEYS, api_config_text, load_api, wait_listening
 from tests.api.helpers import finished, new_id, poll
 from tests.conftest import engine_env, register

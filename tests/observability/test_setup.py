@@ -13,9 +13,10 @@ import pytest
 import structlog
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import _trace
-from gateway.errors import UserInputError
-from gateway.observability import (
+from gateway.core import UserInputError
+from gateway.durable.runtime import redactor
+from gateway.observability import trace as _trace
+from gateway.observability.setup import (
     NOISY,
     configure_logging,
     restate_server_tracing_env,
@@ -23,7 +24,6 @@ from gateway.observability import (
     tracer_provider,
     tracer_provider_from_env,
 )
-from gateway.runtime import redactor
 
 
 @pytest.mark.parametrize(("env", "expected"), [

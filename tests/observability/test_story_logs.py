@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.local_sinks import Mailbox, WebhookReceiver
+from gateway.local.sinks import Mailbox, WebhookReceiver
 from tests.api.helpers import finished, new_id, poll
 from tests.conftest import WEBHOOK_SECRET
 from tests.observability.conftest import Traced

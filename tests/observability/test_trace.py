@@ -15,8 +15,8 @@ import structlog
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway import _trace
-from gateway.local_sinks import Mailbox, WebhookReceiver
+from gateway.local import Mailbox, WebhookReceiver
+from gateway.observability import trace as _trace
 from tests.api.conftest import GITHUB_SECRET, HOOK_SECRET, KEYS
 from tests.api.helpers import body_of, finished, new_id, poll, standard_headers
 from tests.conftest import WEBHOOK_SECRET

@@ -24,8 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from gateway.engine import free_port
-from gateway.local_sinks import Mailbox, WebhookReceiver
+from gateway.local import Mailbox, WebhookReceiver, free_port
 from tests.api.conftest import API_ENV, KEYS, api_config_text
 from tests.api.helpers import finished, new_id, poll
 

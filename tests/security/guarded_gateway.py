@@ -22,14 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway._api_auth import hash_key, new_key
-from gateway._api_restate import RestateLink
-from gateway.api import ApiSettings, create_api
-from gateway.bootstrap import runtime_for
+from gateway.api import ApiSettings, RestateLink, create_api, hash_key, new_key
 from gateway.channels import _egress, discover_plugins
 from gateway.config import load_config
-from gateway.engine import LocalEngine
-from gateway.local_sinks import Mailbox
+from gateway.durable import runtime_for
+from gateway.local import LocalEngine, Mailbox
 from tests.conftest import TEST_ENV, new_engine, register
 from tests.support.service import ServiceThread
 
@@ -219,7 +216,7 @@ def wait_listening(url: str, timeout: float = 15) -> None:
 
 
 def _service_app(runtime: Any) -> Any:
-    from gateway.service import create_app
+    from gateway.durable import create_app
 
     return create_app(runtime)
 

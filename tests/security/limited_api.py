@@ -1,4 +1,4 @@
-"""The API served the way ``gateway up`` serves it (:func:`gateway._api_server.serve_api`,
+"""The API served the way ``gateway up`` serves it (:func:`gateway.api.http_server.serve_api`,
 with its limits), in front of the session's Restate; a fixture starting it."""
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway._api_limits import ApiLimits
-from gateway._api_restate import RestateLink
-from gateway._api_server import serve_api
-from gateway.api import create_api
-from gateway.engine import LocalEngine, free_port
+from gateway.api import RestateLink, create_api, serve_api
+from gateway.api._limits import ApiLimits
+from gateway.local import LocalEngine, free_port
 from tests.api.conftest import load_api
 
 __all__ = ["ApiThread", "serve_limited"]

@@ -12,10 +12,11 @@ from contextlib import suppress
 import httpx
 import pytest
 
-from gateway._api_limits import ApiLimits
 from gateway.api import ApiSettings
+from gateway.api._limits import ApiLimits
 from gateway.channels import discover_plugins
-from gateway.config import ConfigError, parse_config
+from gateway.config import parse_config
+from gateway.core import ConfigError
 from tests.api.conftest import KEYS, MAX_BODY, api_config_file, api_url
 from tests.api.helpers import new_id
 from tests.security.limited_api import ApiThread, serve_limited

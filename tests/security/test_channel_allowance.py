@@ -21,10 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway._security_warnings import DEMO_WEBHOOK_SECRET
-from gateway.client import GatewayClient
-from gateway.engine import free_port
-from gateway.models import DeliveryState, TaskRequest, TaskState
+from gateway.core import DeliveryState, TaskRequest, TaskState
+from gateway.durable import GatewayClient
+from gateway.local import DEMO_WEBHOOK_SECRET, free_port
 from tests.conftest import ENGINE_MODES
 from tests.security.guarded_gateway import Guarded, api_for, guarded_gateway, point_names_at
 

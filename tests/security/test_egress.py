@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from gateway.channels import EgressRefused, classify_address, classify_host, egress_policy
-from gateway.client import GatewayClient
-from gateway.models import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.durable import GatewayClient
 from tests.conftest import ENGINE_MODES
 from tests.security.guarded_gateway import (
     SLACK_HOOK,

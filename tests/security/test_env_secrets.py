@@ -30,7 +30,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.bootstrap import build_runtime, runtime_for
 from gateway.channels import (
     SECRET,
     Channel,
@@ -39,12 +38,18 @@ from gateway.channels import (
     SendReceipt,
     discover_plugins,
 )
-from gateway.client import GatewayClient
 from gateway.config import load_config
-from gateway.engine import free_port
-from gateway.models import DeliveryState, Subscription, TaskRequest
-from gateway.observability import NOISY, configure_logging, set_redactor
-from gateway.runtime import Runtime, current_runtime, install_runtime
+from gateway.core import DeliveryState, Subscription, TaskRequest
+from gateway.durable import (
+    GatewayClient,
+    Runtime,
+    build_runtime,
+    current_runtime,
+    install_runtime,
+    runtime_for,
+)
+from gateway.local import free_port
+from gateway.observability.setup import NOISY, configure_logging, set_redactor
 
 pytestmark = pytest.mark.restate
 

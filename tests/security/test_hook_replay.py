@@ -11,10 +11,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway._inbound import hook_task_id, replay_key
-from gateway.cli_config import config_app
-from gateway.config import HookSource
-from gateway.engine import LocalEngine
+from gateway.cli._config import config_app
+from gateway.config import HookSource, hook_task_id, replay_key
+from gateway.local import LocalEngine
 from tests.security.owned_api import (
     body_of,
     github_headers,

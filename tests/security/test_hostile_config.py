@@ -28,8 +28,8 @@ import pytest
 
 from gateway.channels import discover_plugins
 from gateway.config import load_config
-from gateway.engine import free_port
-from gateway.errors import ConfigError
+from gateway.core import ConfigError
+from gateway.local import free_port
 from tests.support.process import wait_until
 
 #: generous bound for the whole CLI process (start-up included), only to prove the check
@@ -210,9 +210,9 @@ def test_limits_leave_ordinary_anchors_and_templates_alone(tmp_path: Path) -> No
 
 
 def test_a_template_over_the_budget_fails_its_rendering_with_a_clear_error() -> None:
-    from gateway._templates import environment, render_field
-    from gateway.errors import RenderError
-    from gateway.render import _run
+    from gateway.channels.render import _run
+    from gateway.core import RenderError
+    from gateway.core.templates import environment, render_field
 
     template = environment("plain").from_string("{{ task.output * 100000 }}")
     started = time.perf_counter()

@@ -20,13 +20,11 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gateway._api_limits import ApiLimits
-from gateway._api_restate import RestateLink
-from gateway._identity_keys import encode_public_key, parse_identity_keys
-from gateway._single_flight import SingleFlight
-from gateway.api import create_api
-from gateway.engine import free_port
-from gateway.errors import UserInputError
+from gateway.api import RestateLink, create_api, encode_public_key, parse_identity_keys
+from gateway.api._limits import ApiLimits
+from gateway.api._single_flight import SingleFlight
+from gateway.core import UserInputError
+from gateway.local import free_port
 from tests.api.conftest import KEYS, api_config_file, load_api
 from tests.security.limited_api import ApiThread, serve_limited
 

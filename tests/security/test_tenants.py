@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway._api_auth import hash_key
-from gateway.cli import app
-from gateway.client import ApiClient
+from gateway.api import hash_key
+from gateway.cli.app import app
 from gateway.config import ApiKey
-from gateway.local_sinks import Mailbox, ReceivedWebhook, WebhookReceiver
-from gateway.models import TaskRequest, TaskState
+from gateway.core import TaskRequest, TaskState
+from gateway.durable import ApiClient
+from gateway.local import Mailbox, ReceivedWebhook, WebhookReceiver
 from tests.security.owned_api import (
     KEYS,
     auth,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.engine import free_port
+from gateway.local import free_port
 
 
 class ApiProcess:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.engine import LocalEngine, free_port, wait_healthy
+from gateway.local import LocalEngine, free_port
+from gateway.local.engine import wait_healthy
 from tests.conftest import ALWAYS_REPLAY, engine_env
 
 

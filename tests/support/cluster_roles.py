@@ -17,7 +17,7 @@ from collections import Counter
 
 import httpx
 
-from gateway.engine import LocalEngine
+from gateway.local.engine import LocalEngine
 
 __all__ = ["NOT_FINISHED", "invocation_states", "metadata_leader", "node_id", "partition_leaders"]
 

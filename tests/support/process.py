@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.engine import free_port
+from gateway.local import free_port
 
 
 class GatewayProcess:

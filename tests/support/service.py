@@ -7,8 +7,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.engine import free_port
-from gateway.service import serve_app
+from gateway.durable import serve_app
+from gateway.local import free_port
 
 
 class ServiceThread:

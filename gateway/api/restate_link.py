@@ -1,0 +1,286 @@
+"""The front door's link to Restate: its ingress (handlers) and admin API (readiness, cancel).
+
+The ingress may be several URLs (the nodes of a cluster): see :mod:`gateway.durable.ingress_urls`.
+
+One ``httpx.AsyncClient`` per process with a large pool, made on first use inside the serving
+event loop and closed by :meth:`RestateLink.aclose`; never a client per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.api._trace import inject
+from gateway.core import DeliveryReceipt, Subscription, TaskStatus
+from gateway.durable.ingress_urls import CONNECT_ERRORS, IngressUrls, shown
+from gateway.observability.metrics import SUBSCRIPTIONS_WAITING
+
+__all__ = ["RestateFailed", "RestateLink", "Started"]
+
+log = logging.getLogger("gateway.api")
+
+SERVICE = "AsyncNotificationsAgent"
+RECEIPTS = "TaskDeliveries"
+
+
+class RestateFailed(Exception):
+    """Restate could not be reached, or answered what the gateway does not expect."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 reachable: bool = True) -> None:
+        super().__init__(message)
+        #: Restate's HTTP status (None: no answer)
+        self.status = status
+        self.reachable = reachable
+
+
+class HandlerRefused(Exception):
+    """A handler refused its input (Restate answered 4xx); the message is the handler's."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Started:
+    task_id: str
+    #: False when the workflow with this key had been started before (it runs once)
+    new: bool
+
+
+def _key(value: str) -> str:
+    return httpx.URL("/" + value).raw_path.decode()[1:]  # percent-encode the key
+
+
+class RestateLink:
+    """Calls the gateway's handlers through the Restate ingress, and the admin API."""
+
+    def __init__(self, ingress_url: str, admin_url: str, *, timeout: float = 30.0) -> None:
+        self.ingress = IngressUrls(ingress_url)  # one URL, or several separated by commas
+        self.ingress_url = str(self.ingress)
+        self.admin_url = admin_url.rstrip("/")
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+                timeout=httpx.Timeout(self._timeout, pool=60.0),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _request(self, method: str, url: str, body: bytes | None = None,
+                       accept: str | None = None,
+                       idempotency_key: str | None = None, task_id: str | None = None,
+                       handler: str = "") -> httpx.Response:
+        try:
+            return await self._send(method, url, body, accept, idempotency_key, task_id, handler)
+        except httpx.HTTPError as exc:
+            where = url.split("/restate/")[0] if "/restate/" in url else self.admin_url
+            raise RestateFailed(f"Restate at {where} is not reachable ({type(exc).__name__})",
+                                reachable=False) from None
+
+    async def _ingress_request(self, method: str, path: str, body: bytes | None = None,
+                               idempotency_key: str | None = None, task_id: str | None = None,
+                               handler: str = "") -> httpx.Response:
+        """``path`` on the first ingress URL that takes the connection (see the module doc)."""
+        failed: list[str] = []
+        for base in self.ingress.in_order():
+            try:
+                r = await self._send(method, base + path, body, None, idempotency_key, task_id,
+                                     handler)
+            except CONNECT_ERRORS as exc:
+                failed.append(type(exc).__name__)
+                if len(self.ingress.urls) > 1:
+                    log.warning("Restate ingress %s refused the connection (%s); trying the "
+                                "next one", shown(base), type(exc).__name__)
+                continue
+            except httpx.HTTPError as exc:  # sent, then failed: not repeated elsewhere
+                raise RestateFailed(f"Restate at {shown(base)} is not reachable "
+                                    f"({type(exc).__name__})", reachable=False) from None
+            self.ingress.answered(base)
+            return r
+        raise RestateFailed(f"Restate at {self.ingress_url} is not reachable "
+                            f"({', '.join(failed)})", reachable=False)
+
+    async def _send(self, method: str, url: str, body: bytes | None, accept: str | None,
+                    idempotency_key: str | None, task_id: str | None = None,
+                    handler: str = "") -> httpx.Response:
+        headers = {"content-type": "application/json"} if body else {}
+        if accept:
+            headers["accept"] = accept
+        if idempotency_key:
+            headers["idempotency-key"] = idempotency_key
+        inject(headers, task_id, handler)  # the task's trace, also when this process does not
+        # trace: Restate's spans of the call join it
+        return await self.client.request(method, url, content=body, headers=headers)
+
+    def _handler_path(self, service: str, key: str, handler: str, *, send: bool = False) -> str:
+        kind = "send" if send else "call"
+        return f"/restate/{kind}/{service}/{_key(key)}/{handler}"
+
+    async def _call(self, service: str, key: str, handler: str, body: bytes | None,
+                    *, send: bool = False) -> Any:
+        r = await self._ingress_request("POST", self._handler_path(service, key, handler,
+                                                                  send=send), body,
+                                        task_id=key, handler=handler)
+        if 400 <= r.status_code < 500:
+            raise HandlerRefused(_message(r), r.status_code)
+        if r.status_code >= 300:
+            raise RestateFailed(f"{service}/{handler} answered HTTP {r.status_code}: "
+                                f"{_message(r)}", status=r.status_code)
+        try:
+            return r.json()
+        except ValueError:
+            raise RestateFailed(f"{service}/{handler} answered no JSON",
+                                status=r.status_code) from None
+
+    async def start(self, task_id: str, request_json: bytes) -> Started:
+        """Send ``run`` (without waiting for it); a key started before is not started again."""
+        data = await self._call(SERVICE, task_id, "run", request_json, send=True)
+        return Started(task_id, new=str(data.get("status", "")) != "PreviouslyAccepted")
+
+    async def add_subscribers(self, task_id: str, subs: list[Subscription]) -> int:
+        """Subscribe those of ``subs`` the task does not have yet (a repeat submit); how many."""
+        body = json.dumps([s.model_dump(mode="json", exclude_defaults=True) for s in subs])
+        result = await self._call(SERVICE, task_id, "add_subscribers", body.encode())
+        return len(result["added"])
+
+    async def subscribe(self, task_id: str, subscriber_json: bytes) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(SERVICE, task_id, "subscribe", subscriber_json)
+        return result
+
+    async def status(self, task_id: str) -> TaskStatus:
+        return TaskStatus.model_validate(await self._call(SERVICE, task_id, "status", None))
+
+    async def exists(self, task_id: str) -> bool:
+        """Whether a task with this id was ever started (and is within its retention): its
+        workflow output is there, or not there yet (HTTP 470)."""
+        r = await self._ingress_request("GET", f"/restate/workflow/{SERVICE}/{_key(task_id)}"
+                                               "/output")
+        if r.status_code in (200, 470) or _source(r) == "invocation":  # done, running, failed
+            return True
+        if r.status_code == 404:
+            return False
+        raise RestateFailed(f"the workflow output of a task answered HTTP {r.status_code}: "
+                            f"{_message(r)}", status=r.status_code)
+
+    async def mark_cancelled(self, task_id: str, seen: DeliveryReceipt) -> DeliveryReceipt:
+        """The receipt marked cancelled, or as it is when it is final already."""
+        data = await self._call(RECEIPTS, task_id, "cancel", seen.model_dump_json().encode())
+        return DeliveryReceipt.model_validate(data)
+
+    async def find_notify_invocation(self, task_id: str, subscription_id: str) -> str | None:
+        """The id of the ``on_notify`` invocation of a subscription (sent with the subscription
+        id as its idempotency key), from the admin API's invocation table; None: none yet."""
+        for value in (task_id, subscription_id):
+            if "'" in value or "\\" in value:  # both are validated ids; never quote-able
+                raise ValueError(f"{value!r} cannot be an id")
+        query = ("SELECT id FROM sys_invocation WHERE target_service_name = "
+                 f"'{SERVICE}' AND target_service_key = '{task_id}' AND target_handler_name = "
+                 f"'on_notify' AND idempotency_key = '{subscription_id}'")
+        r = await self._request("POST", f"{self.admin_url}/query", json.dumps(
+            {"query": query}).encode(), accept="application/json")
+        if r.status_code != 200:
+            raise RestateFailed(f"the admin query of invocations answered HTTP "
+                                f"{r.status_code}: {_message(r)}", status=r.status_code)
+        rows = r.json().get("rows", [])
+        return str(rows[0]["id"]) if rows else None
+
+    async def claim_notify(self, task_id: str, subscription_id: str) -> str:
+        """Take the idempotency key of a task's own subscriber whose ``on_notify`` has not
+        started (the task is still running): the task's later send of it then finds this one,
+        which ends at once, and delivers nothing. The id of the invocation holding the key
+        (the task's own, if it got there first: the caller cancels it)."""
+        body = json.dumps({"cancelled": subscription_id}).encode()
+        r = await self._ingress_request("POST", self._handler_path(SERVICE, task_id, "on_notify",
+                                                                  send=True),
+                                        body, idempotency_key=subscription_id, task_id=task_id,
+                                        handler="on_notify")
+        if r.status_code >= 300:
+            raise RestateFailed(f"holding back subscriber {subscription_id} answered HTTP "
+                                f"{r.status_code}: {_message(r)}", status=r.status_code)
+        return str(r.json()["invocationId"])
+
+    async def cancel_invocation(self, invocation_id: str) -> None:
+        """Ask Restate to cancel an invocation (admin API); one that already ended is fine."""
+        url = f"{self.admin_url}/invocations/{_key(invocation_id)}/cancel"
+        r = await self._request("PATCH", url)
+        if r.status_code in (200, 202, 404, 409):  # cancelled, will be, gone, already completed
+            return
+        raise RestateFailed(f"cancelling invocation {invocation_id} answered HTTP "
+                            f"{r.status_code}: {_message(r)}", status=r.status_code)
+
+    async def refresh_metrics(self) -> None:
+        """Update the scrape-time gauges: subscriptions whose ``on_notify`` has not finished
+        (NaN when the admin API does not answer)."""
+        query = ("SELECT count(*) AS n FROM sys_invocation WHERE target_service_name = "
+                 f"'{SERVICE}' AND target_handler_name = 'on_notify' AND status != 'completed'")
+        try:
+            r = await self._request("POST", f"{self.admin_url}/query",
+                                    json.dumps({"query": query}).encode(),
+                                    accept="application/json")
+            rows = r.json().get("rows", []) if r.status_code == 200 else None
+        except (RestateFailed, ValueError):
+            rows = None
+        SUBSCRIPTIONS_WAITING.set(float(rows[0]["n"]) if rows else float("nan"))
+
+    async def readiness(self) -> str | None:
+        """Why the gateway is not ready (None: the Restate ingress and admin API answer).
+
+        Deliberately not whether the service is registered: registration needs a ready pod
+        (a Kubernetes Service routes only to ready pods, the Restate operator registers a
+        version once its pods are ready), so waiting on it here would never end."""
+        reason = await self._not_ready()
+        if reason is not None:  # the log names Restate's URLs, the answer does not
+            log.warning("not ready: %s (Restate ingress %s, admin API %s)", reason[1],
+                        self.ingress_url, self.admin_url)
+            return reason[0]
+        return None
+
+    async def _not_ready(self) -> tuple[str, str] | None:
+        """(why, for the caller; why, for the log) or None."""
+        try:
+            health = await self._ingress_request("GET", "/restate/health")
+            admin = await self._request("GET", f"{self.admin_url}/health")
+        except RestateFailed as exc:
+            return "Restate is not reachable", str(exc)
+        if health.status_code != 200:
+            why = f"the Restate ingress answered HTTP {health.status_code} to its health check"
+            return why, why
+        if admin.status_code != 200:
+            why = f"the Restate admin API answered HTTP {admin.status_code} to its health check"
+            return why, why
+        return None
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text.strip()[:500] or f"HTTP {r.status_code}"
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return r.text.strip()[:500]
+
+
+def _source(r: httpx.Response) -> str | None:
+    """Who answered an ingress error: ``ingress`` itself, or the ``invocation``."""
+    try:
+        data = r.json()
+    except ValueError:
+        return None
+    return str(data.get("source")) if isinstance(data, dict) else None

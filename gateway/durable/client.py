@@ -1,0 +1,240 @@
+"""Small clients of the gateway, used by the CLI, the demo and the tests: ``GatewayClient``
+talks to the Restate ingress (no authentication: a private network), ``ApiClient`` to the
+gateway's HTTP API with an API key. Both have ``submit``, ``subscribe``, ``status``, ``wait``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from gateway.core import (
+    EngineError,
+    Subscription,
+    TaskRequest,
+    TaskState,
+    TaskStatus,
+    UserInputError,
+)
+from gateway.durable.ingress_urls import CONNECT_ERRORS, IngressUrls
+from gateway.observability.trace import TRACEPARENT, task_traceparent
+
+__all__ = ["ApiClient", "GatewayClient", "Submitted"]
+
+SERVICE = "AsyncNotificationsAgent"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task_id: str
+    invocation_id: str | None
+    #: False when a task with this id had been submitted before (it runs once)
+    new: bool
+    #: subscribers this submit added (a repeat adds those the task did not have yet)
+    added: int = 0
+
+
+class GatewayClient:
+    """Talks to a Restate ingress that serves the gateway (several URLs, comma-separated: the
+    next one is tried when a connection cannot be made; see :mod:`gateway.durable.ingress_urls`)."""
+
+    def __init__(self, ingress_url: str, *, timeout: float = 30.0,
+                 client: httpx.Client | None = None) -> None:
+        self._ingress = IngressUrls(ingress_url)
+        self.ingress_url = str(self._ingress)
+        self._http = client or httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _url(self, task_id: str, handler: str, *, send: bool = False) -> str:
+        quoted = httpx.URL(f"/{task_id}").raw_path.decode()[1:]  # percent-encode the key
+        kind = "send" if send else "call"
+        return f"/restate/{kind}/{SERVICE}/{quoted}/{handler}"
+
+    def _post(self, path: str, body: bytes,
+              headers: dict[str, str] | None = None) -> httpx.Response:
+        content_type = {"content-type": "application/json"} if body else {}
+        response = self._send(path, body, {**content_type, **(headers or {})})
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    def _send(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """``path`` on the first ingress URL that takes the connection; a request that was
+        sent and then failed is not repeated on another one."""
+        error: httpx.HTTPError | None = None
+        for base in self._ingress.in_order():
+            try:
+                response = self._http.post(base + path, content=body, headers=headers)
+            except CONNECT_ERRORS as exc:
+                error = exc
+                continue
+            except httpx.HTTPError as exc:
+                error = exc
+                break
+            self._ingress.answered(base)
+            return response
+        raise EngineError(
+            f"cannot reach the Restate ingress at {self.ingress_url} ({error}); is `gateway up` "
+            "running? (or pass --ingress-url / set GATEWAY_RESTATE_INGRESS_URL)")
+
+    def submit(self, task_id: str, request: TaskRequest) -> Submitted:
+        body = request.model_dump_json(exclude_defaults=True).encode()
+        r = self._post(self._url(task_id, "run", send=True), body, _traced(task_id, "run"))
+        data = r.json()
+        new = str(data.get("status", "")) != "PreviouslyAccepted"
+        added = len(request.subscriptions)
+        if not new and request.subscriptions:  # a repeat: its new subscribers join
+            subs = json.dumps([s.model_dump(mode="json", exclude_defaults=True)
+                               for s in request.subscriptions]).encode()
+            added = len(self._post(self._url(task_id, "add_subscribers"), subs,
+                                   _traced(task_id, "add_subscribers")).json()["added"])
+        return Submitted(task_id, data.get("invocationId"), new=new, added=added)
+
+    def subscribe(self, task_id: str, subscriber: Subscription | str) -> dict[str, Any]:
+        body = json.dumps(
+            subscriber if isinstance(subscriber, str)
+            else subscriber.model_dump(mode="json", exclude_defaults=True)
+        ).encode()
+        result: dict[str, Any] = self._post(self._url(task_id, "subscribe"), body,
+                                            _traced(task_id, "subscribe")).json()
+        return result
+
+    def status(self, task_id: str) -> TaskStatus:
+        r = self._post(self._url(task_id, "status"), b"", _traced(task_id, "status"))
+        return TaskStatus.model_validate(r.json())
+
+    def wait(self, task_id: str, timeout: float, *, deliveries: bool = True,
+             poll: float = 0.2) -> TaskStatus:
+        """Poll until the task has finished and (with ``deliveries``) every delivery is final."""
+        return _wait(lambda: self.status(task_id), timeout, deliveries, poll)
+
+
+def _traced(task_id: str, handler: str) -> dict[str, str]:
+    """The task's own trace on an ingress call (see :func:`gateway._trace.task_traceparent`)."""
+    return {TRACEPARENT: task_traceparent(task_id, handler)}
+
+
+def _wait(status_of: Callable[[], TaskStatus], timeout: float, deliveries: bool,
+          poll: float) -> TaskStatus:
+    deadline = time.monotonic() + timeout
+    status = status_of()
+    while time.monotonic() < deadline:
+        finished = status.state in (TaskState.SUCCEEDED, TaskState.FAILED)
+        if finished and (not deliveries or all(d.state.final for d in status.deliveries)):
+            return status
+        time.sleep(poll)
+        status = status_of()
+    return status
+
+
+class ApiClient:
+    """Talks to the gateway's HTTP API (``gateway up``/``serve`` on :8000) with an API key."""
+
+    def __init__(self, api_url: str, api_key: str | None, *, timeout: float = 30.0,
+                 client: httpx.Client | None = None) -> None:
+        self.api_url = api_url.rstrip("/")
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = client or httpx.Client(timeout=timeout)
+        self._headers = headers
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, body: Any = None,
+                 headers: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, f"{self.api_url}{path}", json=body,
+                                          headers={**self._headers, **(headers or {})})
+        except httpx.HTTPError as exc:
+            raise EngineError(
+                f"cannot reach the gateway API at {self.api_url} ({type(exc).__name__}); is "
+                "`gateway up` running? (or pass --api-url / set GATEWAY_API_URL)"
+            ) from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    @staticmethod
+    def _task(task_id: str) -> str:
+        return f"/v1/tasks/{quote(task_id, safe='')}"
+
+    def submit(self, task_id: str, request: TaskRequest) -> Submitted:
+        body: dict[str, Any] = {"task_id": task_id, "prompt": request.prompt,
+                                "agent": request.agent, "labels": request.labels,
+                                "subscriptions": [_subscriber(s) for s in request.subscriptions]}
+        data = self._request("POST", "/v1/tasks", body).json()
+        return Submitted(str(data["task_id"]), None, new=bool(data["created"]),
+                         added=int(data.get("subscriptions_added", 0)))
+
+    def subscribe(self, task_id: str, subscriber: Subscription | str) -> dict[str, Any]:
+        body = subscriber if isinstance(subscriber, str) else _subscriber(subscriber)
+        result: dict[str, Any] = self._request(
+            "POST", self._task(task_id) + "/subscriptions", body).json()
+        return result
+
+    def status(self, task_id: str) -> TaskStatus:
+        try:
+            r = self._request("GET", self._task(task_id))
+        except _NotFound:
+            return TaskStatus(task_id=task_id, state=TaskState.UNKNOWN)
+        return TaskStatus.model_validate(r.json())
+
+    def cancel(self, task_id: str, subscription_id: str) -> dict[str, Any]:
+        path = f"{self._task(task_id)}/subscriptions/{quote(subscription_id, safe='')}"
+        result: dict[str, Any] = self._request("DELETE", path).json()
+        return result
+
+    def wait(self, task_id: str, timeout: float, *, deliveries: bool = True,
+             poll: float = 0.2) -> TaskStatus:
+        """Poll until the task has finished and (with ``deliveries``) every delivery is final."""
+        return _wait(lambda: self.status(task_id), timeout, deliveries, poll)
+
+
+def _subscriber(sub: Subscription) -> dict[str, Any]:
+    """A subscription as the API takes it (no options: the API does not let callers set them)."""
+    if sub.options or any(t.options for t in sub.fallback):
+        raise UserInputError("the API takes no per-subscription channel options; configure "
+                             "them on the channel instead")
+    out = sub.model_dump(mode="json", exclude_defaults=True,
+                         include={"channel", "target", "outcomes", "template"})
+    if sub.fallback:
+        out["fallback"] = [{"channel": t.channel, "target": t.target} for t in sub.fallback]
+    return out
+
+
+class _NotFound(UserInputError):
+    """The API answered 404."""
+
+
+def _error_from(response: httpx.Response) -> Exception:
+    try:
+        message = str(response.json().get("message", response.text))
+    except ValueError:
+        message = response.text
+    message = message.strip() or f"HTTP {response.status_code}"
+    if response.status_code == 404:
+        return _NotFound(message)
+    if 400 <= response.status_code < 500:
+        return UserInputError(message)
+    return EngineError(f"the gateway answered HTTP {response.status_code}: {message}")
+

@@ -56,5 +56,6 @@ def poll(http: httpx.Client, task_id: str, done: Callable[[dict[str, Any]], bool
 
 def finished(data: dict[str, Any]) -> bool:
     return data["state"] in ("succeeded", "failed") and all(
-        d["state"] in ("delivered", "delivered-by-fallback", "failed", "cancelled", "skipped")
+        d["state"] in ("delivered", "delivered-by-fallback", "failed", "cancelled", "skipped",
+                       "rejected")
         for d in data["deliveries"])

@@ -40,13 +40,13 @@ from gateway.core import (
     shorten,
     shown_task_id,
 )
+from gateway.core.template_limits import render_limited
 from gateway.core.templates import (
     DEFAULT_TEMPLATES,
     CompiledSet,
     TemplateProblem,
     TemplateSet,
     compile_set,
-    render_field,
 )
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ class RenderedParts(BaseModel):
 def _run(chosen: CompiledSet | None, field: str, template: Template,
          scope: Mapping[str, Any]) -> str:
     try:
-        return render_field(template, scope)
+        return render_limited(template, scope)
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
         name = chosen.name if chosen is not None else _DEFAULT
         raise RenderError(f"template {name!r} {field}: {type(exc).__name__}: {exc}") from None

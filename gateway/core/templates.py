@@ -35,7 +35,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict
 
-from gateway.core.template_limits import LimitedSandbox, render_limited
+from gateway.core.template_limits import LimitedSandbox
 from gateway.core.text import shorten
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "TemplateProblem",
     "TemplateSet",
     "compile_set",
-    "render_field",
     "slack_escape",
 ]
 
@@ -303,8 +302,3 @@ DEFAULT_TEMPLATES = TemplateSet(
     ),
 )
 
-
-def render_field(template: Template, scope: Mapping[str, Any]) -> str:
-    """Render one compiled field within the sandbox's limits (errors propagate as jinja2
-    errors)."""
-    return render_limited(template, scope)

@@ -13,7 +13,13 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway.channels import Channel, ChannelPlugin, check_templates, egress_policy
+from gateway.channels import (
+    Channel,
+    ChannelPlugin,
+    check_templates,
+    egress_policy,
+    format_problem,
+)
 from gateway.config._yaml_lines import (
     KeyPath,
     YamlSyntaxError,
@@ -79,6 +85,8 @@ class _Context:
     instances: dict[str, Channel[Any]] = field(default_factory=dict)
     #: channels whose configured options fail their plugin's model (reported there)
     bad_options: set[str] = field(default_factory=set)
+    #: plugins whose message format was checked (a problem is reported once)
+    formats_checked: set[str] = field(default_factory=set)
 
     def unknown_channel(self, name: str) -> str:
         return f"unknown channel {name!r}; known: {', '.join(self.channel_names) or 'none'}"
@@ -86,6 +94,15 @@ class _Context:
     def plugin_of(self, channel: str) -> ChannelPlugin | None:
         configured = self.channels.get(channel)
         return self.plugins.get(configured.plugin or channel if configured else channel)
+
+    def check_format(self, path: KeyPath, plugin: ChannelPlugin) -> None:
+        """The plugin's message format, at the first place the configuration uses it."""
+        if plugin.name in self.formats_checked:
+            return
+        self.formats_checked.add(plugin.name)
+        problem = format_problem(plugin.cls)
+        if problem is not None:
+            self.report.add(path, problem)
 
     def instance(self, plugin: ChannelPlugin) -> Channel[Any]:
         found = self.instances.get(plugin.name)
@@ -109,6 +126,7 @@ def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
             report.add((*base, "plugin") if channel.plugin else base,
                        f"unknown plugin {plugin_name!r}; installed: {installed}{hint}")
         else:
+            ctx.check_format((*base, "plugin") if channel.plugin else base, plugin)
             try:
                 plugin.cls.Options.model_validate(channel.options)
             except ValidationError as exc:
@@ -149,6 +167,8 @@ def _check_destination(ctx: _Context, path: KeyPath, sub_path: KeyPath,
                    depends_on=(*sub_path, "targets", dest.channel))
         return
     plugin = ctx.plugin_of(dest.channel)
+    if plugin is not None and dest.channel not in ctx.channels:  # a plugin used by its name
+        ctx.check_format(path, plugin)
     if plugin is None or dest.channel in ctx.bad_options or (
         dest.channel in ctx.channels and dest.channel not in valid_channels
     ):

@@ -6,7 +6,8 @@ template fields of :mod:`gateway.core.templates` (``email``: subject, text and H
 ``text``: subject and text). A plugin with a format of its own names a kind of its own and
 declares its fields in ``template_fields`` (field -> default template, plain text): each is
 rendered, after the subject and the text, into ``Message.data[field]``; its template sees
-what every template sees plus ``subject`` and ``text``.
+what every template sees plus ``subject`` and ``text``. A configured template set overrides
+a field under ``plugin_fields``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jinja2 import Template, TemplateError
 from gateway.channels._base import Channel
 from gateway.core import RenderError
 from gateway.core.template_limits import render_limited
-from gateway.core.templates import FIELDS, TOO_DEEP, environment
+from gateway.core.templates import FIELDS, TOO_DEEP, CompiledSet, environment
 
 __all__ = ["BUILTIN_KINDS", "format_problem", "render_own_fields"]
 
@@ -39,8 +40,10 @@ def format_problem(cls: type[Channel[Any]]) -> str | None:
     return None
 
 
-def render_own_fields(cls: type[Channel[Any]], scope: Mapping[str, Any]) -> dict[str, str]:
-    """The plugin's own fields rendered on ``scope`` (empty for a built-in kind).
+def render_own_fields(cls: type[Channel[Any]], chosen: CompiledSet | None,
+                      scope: Mapping[str, Any]) -> dict[str, str]:
+    """The plugin's own fields rendered on ``scope`` (empty for a built-in kind), each from
+    the chosen template set's ``plugin_fields`` if it has it, else the plugin's default.
 
     Raises :class:`~gateway.core.errors.RenderError` when the format is invalid or a field
     fails to render."""
@@ -49,12 +52,15 @@ def render_own_fields(cls: type[Channel[Any]], scope: Mapping[str, Any]) -> dict
     except ValueError as exc:
         raise RenderError(str(exc)) from None
     rendered: dict[str, str] = {}
-    for field, template in fields.items():
+    for field, default in fields.items():
+        template = chosen.plugin_fields.get(field) if chosen is not None else None
+        where = (f"template {chosen.name!r} plugin_fields.{field}" if template is not None
+                 and chosen is not None else f"plugin {cls.name!r} template {field}")
         try:
-            rendered[field] = render_limited(template, scope).strip()
+            rendered[field] = render_limited(
+                default if template is None else template, scope).strip()
         except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
-            raise RenderError(f"plugin {cls.name!r} template {field}: "
-                              f"{type(exc).__name__}: {exc}") from None
+            raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from None
     return rendered
 
 

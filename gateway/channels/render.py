@@ -215,7 +215,7 @@ class Renderer:
                              "text" if own_format else cls.template_kind, scope)
         if own_format:
             parts.data = dict(render_own_fields(
-                cls, {**scope, "subject": parts.subject, "text": parts.text}))
+                cls, chosen, {**scope, "subject": parts.subject, "text": parts.text}))
         text = parts.text
         limit = cls.max_text_length
         if limit is not None:

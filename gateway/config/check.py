@@ -256,7 +256,7 @@ def _agent_keys(agents: Collection[AgentConfig], env: Mapping[str, str]) -> list
 
 def _check_templates(report: Report, valid: Mapping[str, TemplateSet]) -> None:
     for problem in check_templates(valid):
-        path: KeyPath = ("templates", problem.template, problem.field)
+        path: KeyPath = ("templates", problem.template, *problem.field.split(".", 1))
         line = None
         message = problem.message
         if problem.line is not None:
@@ -264,6 +264,18 @@ def _check_templates(report: Report, valid: Mapping[str, TemplateSet]) -> None:
             line = start + problem.line - 1 if start is not None else None
             message = f"{message} (line {problem.line} of the template)"
         report.add(path, message, line=line)
+
+
+def _check_plugin_fields(ctx: _Context, valid: Mapping[str, TemplateSet]) -> None:
+    """A template set's ``plugin_fields`` are fields some installed plugin declares."""
+    declared = sorted({key for plugin in ctx.plugins.values()
+                       for key in plugin.cls.template_fields})
+    for name, template_set in valid.items():
+        for key in template_set.plugin_fields:
+            if key not in declared:
+                ctx.report.add(("templates", name, "plugin_fields", key),
+                               f"no installed plugin declares the template field {key!r}; "
+                               f"declared: {', '.join(declared) or 'none'}")
 
 
 def _check_api(report: Report, api: object, channel_names: Collection[str]) -> None:
@@ -363,6 +375,7 @@ def check(
     _check_channels(ctx, channels)
     _check_subscriptions(ctx, subscriptions, sorted({*names("agents"), "default"}), channels)
     _check_templates(report, templates)
+    _check_plugin_fields(ctx, templates)
     _check_api(report, others.get("api"), ctx.channel_names)
     _check_hooks(report, others.get("hooks"), sorted({*names("agents"), "default"}))
     if report.problems:

@@ -26,14 +26,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from jinja2 import ChainableUndefined, Template, TemplateError, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.core.template_limits import LimitedSandbox
 from gateway.core.text import shorten
@@ -79,6 +79,9 @@ class TemplateSet(BaseModel):
     slack_blocks: str | None = None
     sms: str | None = None
     webhook: str | None = None
+    #: the fields of plugins' own formats (field -> template, plain text), overriding the
+    #: defaults the plugins declare (``Channel.template_fields``)
+    plugin_fields: dict[str, str] = Field(default_factory=dict)
 
 
 class SlackText(str):
@@ -198,6 +201,8 @@ class CompiledSet:
     name: str
     fields: Mapping[str, Template]
     slack_text: Template | None
+    #: plugins' own fields (see :attr:`TemplateSet.plugin_fields`)
+    plugin_fields: Mapping[str, Template] = field(default_factory=dict)
 
     def get(self, field: str) -> Template | None:
         return self.fields.get(field)
@@ -206,24 +211,32 @@ class CompiledSet:
 def compile_set(name: str, templates: TemplateSet) -> tuple[CompiledSet, list[TemplateProblem]]:
     """Compile every field of a set; a syntax error becomes a problem naming field and line."""
     compiled: dict[str, Template] = {}
+    own: dict[str, Template] = {}
     problems: list[TemplateProblem] = []
     slack_text: Template | None = None
-    for field, env_name in FIELDS.items():
-        source = getattr(templates, field)
+    sources: list[tuple[str, EnvName, str | None]] = [
+        (key, env_name, getattr(templates, key)) for key, env_name in FIELDS.items()]
+    sources += [(f"plugin_fields.{key}", "plain", source)
+                for key, source in templates.plugin_fields.items()]
+    for key, env_name, source in sources:
         if source is None:
             continue
         try:
-            compiled[field] = environment(env_name).from_string(source)
-            if field == "text":
+            template = environment(env_name).from_string(source)
+            if key.startswith("plugin_fields."):
+                own[key.removeprefix("plugin_fields.")] = template
+                continue
+            compiled[key] = template
+            if key == "text":
                 slack_text = environment("slack").from_string(source)
         except TemplateSyntaxError as exc:
             message = f"syntax error: {exc.message}"
-            problems.append(TemplateProblem(name, field, exc.lineno, message))
+            problems.append(TemplateProblem(name, key, exc.lineno, message))
         except TemplateError as exc:
-            problems.append(TemplateProblem(name, field, None, str(exc)))
+            problems.append(TemplateProblem(name, key, None, str(exc)))
         except RecursionError:
-            problems.append(TemplateProblem(name, field, None, TOO_DEEP))
-    return CompiledSet(name, compiled, slack_text), problems
+            problems.append(TemplateProblem(name, key, None, TOO_DEEP))
+    return CompiledSet(name, compiled, slack_text, own), problems
 
 
 _RESULT_LINE = "Task {{ task.task_id }} ({{ task.agent }})"

@@ -78,10 +78,12 @@ def view(kind: MessageKind) -> TaskView:
                     else None, error="model unavailable" if kind == "failure" else None)
 
 
-def render(channel: str, kind: MessageKind, *extra: type[_Fake]) -> Message:
+def render(channel: str, kind: MessageKind, *extra: type[_Fake],
+           renderer: Renderer | None = None, template: str | None = None) -> Message:
     chans = Channels.from_plugins(plugins(*extra))
-    sub = Subscription(channel=channel, target="ops", id="s_1", source="on-call")
-    return Renderer().render(kind=kind, task=view(kind), subscription=sub, target=sub,
+    sub = Subscription(channel=channel, target="ops", id="s_1", source="on-call",
+                       template=template)
+    return (renderer or Renderer()).render(kind=kind, task=view(kind), subscription=sub, target=sub,
                              channel=chans.get(channel), message_id="m_1")
 
 
@@ -104,6 +106,33 @@ def test_a_channel_of_a_plugin_format_loads_and_its_format_has_no_problem() -> N
                           source="gateway.yaml", env={})
     assert config.channels["oncall"].plugin == "pager"
     assert format_problem(Pager) is None
+
+
+def test_a_template_set_overrides_a_plugin_field_and_keeps_the_other_defaults() -> None:
+    config = parse_config(
+        "templates:\n  terse:\n    plugin_fields:\n"
+        "      summary: '{{ task.task_id }} {{ outcome }}'\n",
+        plugins=plugins(Pager), source="gateway.yaml", env={})
+    message = render("pager", "failure", Pager, renderer=Renderer.from_config(config),
+                     template="terse")
+    assert message.data == {"summary": "t-7 failed", "severity": "critical",
+                            "body": "Task t-7 (researcher) failed:…"}
+
+
+def test_a_plugin_field_no_installed_plugin_declares_is_a_config_error() -> None:
+    text = ("templates:\n"
+            "  terse:\n"
+            "    plugin_fields:\n"
+            "      sumary: '{{ task.task_id }}'\n"
+            "      severity: '{{ task.task_id '\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, plugins=plugins(Pager), source="gateway.yaml", env={})
+    assert caught.value.errors == [
+        "gateway.yaml:4 templates.terse.plugin_fields.sumary: no installed plugin declares the "
+        "template field 'sumary'; declared: body, severity, summary",
+        "gateway.yaml:5 templates.terse.plugin_fields.severity: syntax error: unexpected end "
+        "of template, expected 'end of print statement'. (line 1 of the template)",
+    ]
 
 
 def test_an_unknown_template_kind_is_one_config_error_with_file_line_and_known_kinds() -> None:

@@ -1,6 +1,13 @@
 """The W3C ``traceparent`` of a task and its stable ids: pure functions of the request's
-headers and the task id, so every attempt of a handler (and a replay under another
-configuration) computes, and journals, the same headers."""
+headers and the task id, so every attempt of a handler computes the same.
+
+Headers that go into the journal (the ``traceparent`` of every send of ``on_notify`` and of
+the calls a handler makes) depend only on the request's headers and the task id, never on
+whether this process traces: a replay under another configuration sends the same. Headers
+are part of what a replay compares, so a handler that may wait for hours (``on_notify``)
+sends its receipts without: restate-server 1.7 gives a one-way send a trace of its own,
+linked to the sender, whatever it carries, and the receipts make no spans of their own.
+"""
 
 from __future__ import annotations
 

@@ -14,15 +14,8 @@ flag ``restate.ext.tracing`` reads); a span whose work outlives one attempt (a h
 wait for the result) is emitted once at its end, with its start time taken from journaled
 values and a span id derived from the invocation id, so spans written in earlier attempts
 name it as their parent. A delivery attempt's span is made inside its journaled step, which
-runs once per attempt.
-
-Headers that go into the journal (the ``traceparent`` of every send of ``on_notify`` and of
-the calls a handler makes) depend only on the request's headers and the task id, never on
-whether this process traces: a replay under another configuration sends the same. Headers
-are part of what a replay compares, so a handler that may wait for hours (``on_notify``)
-sends its receipts without: restate-server 1.7 gives a one-way send a trace of its own,
-linked to the sender, whatever it carries, and the receipts make no spans of their own. Without a
-provider (:func:`install`) every helper here returns at once.
+runs once per attempt. The headers it journals: :mod:`gateway.observability._trace_context`.
+Without a provider (:func:`install`) every helper here returns at once.
 """
 
 from __future__ import annotations
@@ -69,25 +62,10 @@ from gateway.observability._trace_context import (
 )
 
 __all__ = [
-    "LINK_HEADER",
-    "SINCE_HEADER",
-    "TRACEPARENT",
-    "HandlerTrace",
-    "StableIds",
-    "content_enabled",
-    "enabled",
-    "format_traceparent",
-    "install",
-    "notify_context",
-    "notify_headers",
-    "parse_traceparent",
-    "replaying",
-    "run_span_context",
-    "stable_span_id",
-    "stable_trace_id",
-    "subscribe_headers",
-    "task_traceparent",
-    "uninstall",
+    "LINK_HEADER", "SINCE_HEADER", "TRACEPARENT", "HandlerTrace", "StableIds",
+    "content_enabled", "enabled", "format_traceparent", "install", "notify_context",
+    "notify_headers", "parse_traceparent", "replaying", "run_span_context", "stable_span_id",
+    "stable_trace_id", "subscribe_headers", "task_traceparent", "uninstall",
 ]
 
 SCOPE = "notification-gateway"

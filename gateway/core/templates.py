@@ -1,7 +1,7 @@
 """Template sets, their sandboxed Jinja2 environments, and the built-in defaults.
 
 A template set names one template per *field*; which fields a channel uses depends on its
-``template_kind``:
+``template_kind`` (a built-in one, or a plugin's own: :mod:`gateway.channels._formats`):
 
 =============  =================================================================
 field          used by
@@ -13,6 +13,8 @@ slack          Slack mrkdwn (``&``, ``<``, ``>`` in values are escaped)
 slack_blocks   Slack blocks, a JSON template (a list, or an object with ``blocks``)
 sms            SMS (one short text, shortened to the channel's limit)
 webhook        webhook JSON document (an object)
+plugin_fields  a plugin's own format: field -> template (plain text), overriding
+               the defaults the plugin declares (``Channel.template_fields``)
 =============  =================================================================
 
 Each field is rendered in an environment fitted to its output: ``html`` autoescapes HTML,

@@ -148,6 +148,8 @@ def test_a_third_party_plugin_delivers_without_gateway_changes(
         [line] = out.read_text().splitlines()
         record = json.loads(line)
         assert task_id in json.dumps(record)
+        # the plugin's own message format, rendered by the gateway from its default template
+        assert record["data"] == {"summary": f"result of {task_id} for {out}"}
     finally:
         proc.stop()
         engine.stop()

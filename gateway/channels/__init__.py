@@ -13,6 +13,7 @@ from gateway.channels._egress import (
     current_policy,
     egress_policy,
 )
+from gateway.channels._formats import format_problem
 from gateway.channels._registry import (
     ENTRY_POINT_GROUP,
     ChannelInstance,
@@ -59,6 +60,7 @@ __all__ = [
     "current_policy",
     "discover_plugins",
     "egress_policy",
+    "format_problem",
     "format_validation_error",
     "open_channels",
     "shorten",

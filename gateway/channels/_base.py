@@ -14,6 +14,8 @@ A channel plugin is a class, named by an entry point in the group
 * ``subscriber_options``, ``validate_untrusted`` and ``target_hosts`` - what a subscriber that
   does not come from the YAML file may set, what it may not ask for, and the hosts a target
   connects to (checked against the egress guard when subscribing);
+* ``template_kind`` / ``template_fields`` - the message format the channel wants: a built-in
+  one, or its own fields with their default templates;
 * ``aclose()`` - release shared clients at shutdown.
 
 One instance of a plugin class serves every delivery of the process, so it keeps shared
@@ -23,6 +25,7 @@ clients (one pooled HTTP client, not one per call).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,8 +85,12 @@ class Channel(ABC, Generic[OptionsT]):
     retry: ClassVar[RetryPolicy] = RetryPolicy()
     #: the longest text a message may have on this channel (SMS), or None
     max_text_length: ClassVar[int | None] = None
-    #: which rendering the channel wants by default: "email", "slack", "sms", "webhook", "text"
+    #: the channel's message format: "email", "slack", "sms", "webhook", "text", or a kind of
+    #: its own whose fields are in ``template_fields`` (see :mod:`gateway.channels._formats`)
     template_kind: ClassVar[str] = "text"
+    #: a format of its own: template field -> default template (plain text); each field is
+    #: rendered into ``Message.data[field]``
+    template_fields: ClassVar[Mapping[str, str]] = {}
 
     def validate_target(self, target: str, options: OptionsT) -> str:
         """Return the target, normalised, or raise ``ValueError`` saying what is wrong."""

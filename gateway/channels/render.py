@@ -30,6 +30,7 @@ from jinja2 import Template, TemplateError
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.channels._base import Message, MessageKind
+from gateway.channels._formats import BUILTIN_KINDS, render_own_fields
 from gateway.channels._registry import ChannelInstance
 from gateway.core import (
     ConfigError,
@@ -40,13 +41,13 @@ from gateway.core import (
     shorten,
     shown_task_id,
 )
+from gateway.core.template_limits import render_limited
 from gateway.core.templates import (
     DEFAULT_TEMPLATES,
     CompiledSet,
     TemplateProblem,
     TemplateSet,
     compile_set,
-    render_field,
 )
 
 if TYPE_CHECKING:
@@ -73,7 +74,6 @@ _KIND_EVENT: dict[MessageKind, str] = {
     "failure": "failed",
     "still_running": "still_running",
 }
-_TEMPLATE_KINDS = ("email", "slack", "sms", "webhook", "text")
 _DEFAULT = "(default)"
 _SUBJECT_LIMIT = 200
 _SLACK_SECTION_LIMIT = 3000
@@ -202,9 +202,8 @@ class Renderer:
         """
         task = task.model_copy(update={"task_id": shown_task_id(task.task_id)})
         chosen = self._choose(subscription.template, channel.name)
-        template_kind = channel.plugin.cls.template_kind
-        if template_kind not in _TEMPLATE_KINDS:
-            template_kind = "text"
+        cls = channel.plugin.cls
+        own_format = cls.template_kind not in BUILTIN_KINDS
         is_fallback = (target.channel, target.target) != (subscription.channel, subscription.target)
         scope = _scope(
             kind=kind, task=task, subscription_id=subscription.id or "",
@@ -212,9 +211,13 @@ class Renderer:
             redacted_target=channel.channel.redact_target(target.target),
             fallback=is_fallback, message_id=message_id,
         )
-        parts = render_parts(chosen, self._default, template_kind, scope)
+        parts = render_parts(chosen, self._default,
+                             "text" if own_format else cls.template_kind, scope)
+        if own_format:
+            parts.data = dict(render_own_fields(
+                cls, chosen, {**scope, "subject": parts.subject, "text": parts.text}))
         text = parts.text
-        limit = channel.plugin.cls.max_text_length
+        limit = cls.max_text_length
         if limit is not None:
             text = shorten(text, limit)
         data = parts.data
@@ -252,7 +255,7 @@ class RenderedParts(BaseModel):
 def _run(chosen: CompiledSet | None, field: str, template: Template,
          scope: Mapping[str, Any]) -> str:
     try:
-        return render_field(template, scope)
+        return render_limited(template, scope)
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
         name = chosen.name if chosen is not None else _DEFAULT
         raise RenderError(f"template {name!r} {field}: {type(exc).__name__}: {exc}") from None
@@ -373,7 +376,7 @@ def _sample_problems(name: str, compiled: CompiledSet,
     a sandbox limit is reported once (trying it again would only cost the same again)."""
     problems: list[TemplateProblem] = []
     seen: set[str] = set()
-    for template_kind in _TEMPLATE_KINDS:
+    for template_kind in BUILTIN_KINDS:
         for kind in KIND_OUTCOME:
             try:
                 render_parts(compiled, default, template_kind, sample_scope(kind))

@@ -13,7 +13,13 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway.channels import Channel, ChannelPlugin, check_templates, egress_policy
+from gateway.channels import (
+    Channel,
+    ChannelPlugin,
+    check_templates,
+    egress_policy,
+    format_problem,
+)
 from gateway.config._yaml_lines import (
     KeyPath,
     YamlSyntaxError,
@@ -79,6 +85,8 @@ class _Context:
     instances: dict[str, Channel[Any]] = field(default_factory=dict)
     #: channels whose configured options fail their plugin's model (reported there)
     bad_options: set[str] = field(default_factory=set)
+    #: plugins whose message format was checked (a problem is reported once)
+    formats_checked: set[str] = field(default_factory=set)
 
     def unknown_channel(self, name: str) -> str:
         return f"unknown channel {name!r}; known: {', '.join(self.channel_names) or 'none'}"
@@ -86,6 +94,15 @@ class _Context:
     def plugin_of(self, channel: str) -> ChannelPlugin | None:
         configured = self.channels.get(channel)
         return self.plugins.get(configured.plugin or channel if configured else channel)
+
+    def check_format(self, path: KeyPath, plugin: ChannelPlugin) -> None:
+        """The plugin's message format, at the first place the configuration uses it."""
+        if plugin.name in self.formats_checked:
+            return
+        self.formats_checked.add(plugin.name)
+        problem = format_problem(plugin.cls)
+        if problem is not None:
+            self.report.add(path, problem)
 
     def instance(self, plugin: ChannelPlugin) -> Channel[Any]:
         found = self.instances.get(plugin.name)
@@ -109,6 +126,7 @@ def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
             report.add((*base, "plugin") if channel.plugin else base,
                        f"unknown plugin {plugin_name!r}; installed: {installed}{hint}")
         else:
+            ctx.check_format((*base, "plugin") if channel.plugin else base, plugin)
             try:
                 plugin.cls.Options.model_validate(channel.options)
             except ValidationError as exc:
@@ -149,6 +167,8 @@ def _check_destination(ctx: _Context, path: KeyPath, sub_path: KeyPath,
                    depends_on=(*sub_path, "targets", dest.channel))
         return
     plugin = ctx.plugin_of(dest.channel)
+    if plugin is not None and dest.channel not in ctx.channels:  # a plugin used by its name
+        ctx.check_format(path, plugin)
     if plugin is None or dest.channel in ctx.bad_options or (
         dest.channel in ctx.channels and dest.channel not in valid_channels
     ):
@@ -236,7 +256,7 @@ def _agent_keys(agents: Collection[AgentConfig], env: Mapping[str, str]) -> list
 
 def _check_templates(report: Report, valid: Mapping[str, TemplateSet]) -> None:
     for problem in check_templates(valid):
-        path: KeyPath = ("templates", problem.template, problem.field)
+        path: KeyPath = ("templates", problem.template, *problem.field.split(".", 1))
         line = None
         message = problem.message
         if problem.line is not None:
@@ -244,6 +264,18 @@ def _check_templates(report: Report, valid: Mapping[str, TemplateSet]) -> None:
             line = start + problem.line - 1 if start is not None else None
             message = f"{message} (line {problem.line} of the template)"
         report.add(path, message, line=line)
+
+
+def _check_plugin_fields(ctx: _Context, valid: Mapping[str, TemplateSet]) -> None:
+    """A template set's ``plugin_fields`` are fields some installed plugin declares."""
+    declared = sorted({key for plugin in ctx.plugins.values()
+                       for key in plugin.cls.template_fields})
+    for name, template_set in valid.items():
+        for key in template_set.plugin_fields:
+            if key not in declared:
+                ctx.report.add(("templates", name, "plugin_fields", key),
+                               f"no installed plugin declares the template field {key!r}; "
+                               f"declared: {', '.join(declared) or 'none'}")
 
 
 def _check_api(report: Report, api: object, channel_names: Collection[str]) -> None:
@@ -343,6 +375,7 @@ def check(
     _check_channels(ctx, channels)
     _check_subscriptions(ctx, subscriptions, sorted({*names("agents"), "default"}), channels)
     _check_templates(report, templates)
+    _check_plugin_fields(ctx, templates)
     _check_api(report, others.get("api"), ctx.channel_names)
     _check_hooks(report, others.get("hooks"), sorted({*names("agents"), "default"}))
     if report.problems:

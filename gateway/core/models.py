@@ -131,9 +131,6 @@ class Subscription(Target):
             f"not {type(value).__name__}"
         )
 
-    def with_id(self, task_id: str) -> Subscription:
-        return self if self.id else self.identified(task_id)
-
     def identified(self, task_id: str) -> Subscription:
         """This subscription with the id derived from what it is (any given id replaced)."""
         return self.model_copy(update={"id": subscription_id(task_id, self)})

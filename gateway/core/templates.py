@@ -1,7 +1,7 @@
 """Template sets, their sandboxed Jinja2 environments, and the built-in defaults.
 
 A template set names one template per *field*; which fields a channel uses depends on its
-``template_kind``:
+``template_kind`` (a built-in one, or a plugin's own: :mod:`gateway.channels._formats`):
 
 =============  =================================================================
 field          used by
@@ -13,6 +13,8 @@ slack          Slack mrkdwn (``&``, ``<``, ``>`` in values are escaped)
 slack_blocks   Slack blocks, a JSON template (a list, or an object with ``blocks``)
 sms            SMS (one short text, shortened to the channel's limit)
 webhook        webhook JSON document (an object)
+plugin_fields  a plugin's own format: field -> template (plain text), overriding
+               the defaults the plugin declares (``Channel.template_fields``)
 =============  =================================================================
 
 Each field is rendered in an environment fitted to its output: ``html`` autoescapes HTML,
@@ -26,16 +28,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from jinja2 import ChainableUndefined, Template, TemplateError, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.core.template_limits import LimitedSandbox, render_limited
+from gateway.core.template_limits import LimitedSandbox
 from gateway.core.text import shorten
 
 __all__ = [
@@ -47,7 +49,6 @@ __all__ = [
     "TemplateProblem",
     "TemplateSet",
     "compile_set",
-    "render_field",
     "slack_escape",
 ]
 
@@ -80,6 +81,9 @@ class TemplateSet(BaseModel):
     slack_blocks: str | None = None
     sms: str | None = None
     webhook: str | None = None
+    #: the fields of plugins' own formats (field -> template, plain text), overriding the
+    #: defaults the plugins declare (``Channel.template_fields``)
+    plugin_fields: dict[str, str] = Field(default_factory=dict)
 
 
 class SlackText(str):
@@ -199,6 +203,8 @@ class CompiledSet:
     name: str
     fields: Mapping[str, Template]
     slack_text: Template | None
+    #: plugins' own fields (see :attr:`TemplateSet.plugin_fields`)
+    plugin_fields: Mapping[str, Template] = field(default_factory=dict)
 
     def get(self, field: str) -> Template | None:
         return self.fields.get(field)
@@ -207,24 +213,32 @@ class CompiledSet:
 def compile_set(name: str, templates: TemplateSet) -> tuple[CompiledSet, list[TemplateProblem]]:
     """Compile every field of a set; a syntax error becomes a problem naming field and line."""
     compiled: dict[str, Template] = {}
+    own: dict[str, Template] = {}
     problems: list[TemplateProblem] = []
     slack_text: Template | None = None
-    for field, env_name in FIELDS.items():
-        source = getattr(templates, field)
+    sources: list[tuple[str, EnvName, str | None]] = [
+        (key, env_name, getattr(templates, key)) for key, env_name in FIELDS.items()]
+    sources += [(f"plugin_fields.{key}", "plain", source)
+                for key, source in templates.plugin_fields.items()]
+    for key, env_name, source in sources:
         if source is None:
             continue
         try:
-            compiled[field] = environment(env_name).from_string(source)
-            if field == "text":
+            template = environment(env_name).from_string(source)
+            if key.startswith("plugin_fields."):
+                own[key.removeprefix("plugin_fields.")] = template
+                continue
+            compiled[key] = template
+            if key == "text":
                 slack_text = environment("slack").from_string(source)
         except TemplateSyntaxError as exc:
             message = f"syntax error: {exc.message}"
-            problems.append(TemplateProblem(name, field, exc.lineno, message))
+            problems.append(TemplateProblem(name, key, exc.lineno, message))
         except TemplateError as exc:
-            problems.append(TemplateProblem(name, field, None, str(exc)))
+            problems.append(TemplateProblem(name, key, None, str(exc)))
         except RecursionError:
-            problems.append(TemplateProblem(name, field, None, TOO_DEEP))
-    return CompiledSet(name, compiled, slack_text), problems
+            problems.append(TemplateProblem(name, key, None, TOO_DEEP))
+    return CompiledSet(name, compiled, slack_text, own), problems
 
 
 _RESULT_LINE = "Task {{ task.task_id }} ({{ task.agent }})"
@@ -303,8 +317,3 @@ DEFAULT_TEMPLATES = TemplateSet(
     ),
 )
 
-
-def render_field(template: Template, scope: Mapping[str, Any]) -> str:
-    """Render one compiled field within the sandbox's limits (errors propagate as jinja2
-    errors)."""
-    return render_limited(template, scope)

@@ -14,20 +14,12 @@ flag ``restate.ext.tracing`` reads); a span whose work outlives one attempt (a h
 wait for the result) is emitted once at its end, with its start time taken from journaled
 values and a span id derived from the invocation id, so spans written in earlier attempts
 name it as their parent. A delivery attempt's span is made inside its journaled step, which
-runs once per attempt.
-
-Headers that go into the journal (the ``traceparent`` of every send of ``on_notify`` and of
-the calls a handler makes) depend only on the request's headers and the task id, never on
-whether this process traces: a replay under another configuration sends the same. Headers
-are part of what a replay compares, so a handler that may wait for hours (``on_notify``)
-sends its receipts without: restate-server 1.7 gives a one-way send a trace of its own,
-linked to the sender, whatever it carries, and the receipts make no spans of their own. Without a
-provider (:func:`install`) every helper here returns at once.
+runs once per attempt. The headers it journals: :mod:`gateway.observability._trace_context`.
+Without a provider (:func:`install`) every helper here returns at once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,30 +40,34 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
     Tracer,
 )
 from opentelemetry.util import types
 from restate.server_context import restate_context_is_replaying
 
+from gateway.observability._agent_trace import ReplayAwareProvider
+from gateway.observability._trace_context import (
+    LINK_HEADER,
+    SINCE_HEADER,
+    TRACEPARENT,
+    format_traceparent,
+    notify_context,
+    notify_headers,
+    parse_traceparent,
+    run_span_context,
+    stable_span_id,
+    stable_trace_id,
+    subscribe_headers,
+    task_traceparent,
+)
+
 __all__ = [
-    "LINK_HEADER",
-    "SINCE_HEADER",
-    "TRACEPARENT",
-    "HandlerTrace",
-    "StableIds",
-    "content_enabled",
-    "enabled",
-    "install",
-    "replaying",
-    "uninstall",
+    "LINK_HEADER", "SINCE_HEADER", "TRACEPARENT", "HandlerTrace", "StableIds",
+    "content_enabled", "enabled", "format_traceparent", "install", "notify_context",
+    "notify_headers", "parse_traceparent", "replaying", "run_span_context", "stable_span_id",
+    "stable_trace_id", "subscribe_headers", "task_traceparent", "uninstall",
 ]
 
-TRACEPARENT = "traceparent"
-#: on a send of ``on_notify``: when the subscriber started waiting (the task's submission)
-SINCE_HEADER = "x-gateway-since"
-#: on a send of ``on_notify`` by ``subscribe``: the request that added the subscriber
-LINK_HEADER = "x-gateway-link"
 SCOPE = "notification-gateway"
 
 _tracer: Tracer | None = None
@@ -142,89 +138,6 @@ def now_ns() -> int:
 
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
-
-
-# --- W3C context and stable ids ------------------------------------------------------------
-
-
-def parse_traceparent(value: str | None) -> SpanContext | None:
-    """The span context of a W3C ``traceparent`` header (None: absent or malformed)."""
-    if not value:
-        return None
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None
-    try:
-        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-    except ValueError:
-        return None
-    if len(parts[1]) != 32 or len(parts[2]) != 16 or not trace_id or not span_id:
-        return None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
-
-
-def format_traceparent(sc: SpanContext) -> str:
-    return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags) & 1:02x}"
-
-
-def _digest(*parts: str) -> bytes:
-    return hashlib.sha256("\x00".join(parts).encode()).digest()
-
-
-def stable_trace_id(task_id: str) -> int:
-    return int.from_bytes(_digest("trace", task_id)[:16], "big") or 1
-
-
-def stable_span_id(*parts: str) -> int:
-    return int.from_bytes(_digest("span", *parts)[:8], "big") or 1
-
-
-def run_span_context(task_id: str, incoming: SpanContext | None) -> SpanContext:
-    """The span context of a task's ``run``: in the caller's trace, else in one derived from
-    the task id; its span id derives from the task id (``run`` runs once per task)."""
-    trace_id = incoming.trace_id if incoming is not None else stable_trace_id(task_id)
-    flags = incoming.trace_flags if incoming is not None else TraceFlags(TraceFlags.SAMPLED)
-    return SpanContext(trace_id, stable_span_id("run", task_id), is_remote=True,
-                       trace_flags=flags)
-
-
-def notify_headers(task_id: str, traceparent: str | None,
-                   submitted_at: float) -> dict[str, str]:
-    """Headers of ``run``'s sends of ``on_notify``: the task's context (the caller's trace,
-    else the one derived from the task id) and when the subscribers started waiting."""
-    return {TRACEPARENT: format_traceparent(run_span_context(task_id,
-                                                             parse_traceparent(traceparent))),
-            SINCE_HEADER: repr(submitted_at)}
-
-
-def subscribe_headers(task_id: str, task_traceparent: str | None,
-                      traceparent: str | None) -> dict[str, str]:
-    """Headers of a send of ``on_notify`` for a subscriber added later (``subscribe``, a
-    repeat submit): the task's ``run`` as parent, the request that subscribed as a link when
-    it came from another trace."""
-    parent = run_span_context(task_id, parse_traceparent(task_traceparent))
-    headers = {TRACEPARENT: format_traceparent(parent)}
-    request = parse_traceparent(traceparent)
-    if request is not None and request.trace_id != parent.trace_id:
-        headers[LINK_HEADER] = format_traceparent(request)
-    return headers
-
-
-def task_traceparent(task_id: str, handler: str) -> str:
-    """The ``traceparent`` of an ingress call about a task made where no span is current (the
-    command line, an API that does not trace): the trace derived from the task id, so
-    Restate's spans of the call land in the task's trace. A start (``run``) hangs under a
-    span id of its own, any other call under the task's ``run`` span."""
-    span_id = stable_span_id("submit" if handler == "run" else "run", task_id)
-    return f"00-{stable_trace_id(task_id):032x}-{span_id:016x}-01"
-
-
-def notify_context(task_id: str, invocation_id: str, headers: Mapping[str, str]) -> SpanContext:
-    """The span context of an ``on_notify`` invocation: a child of the task's ``run`` (from
-    its ``traceparent``, else derived from the task id), its span id from the invocation."""
-    parent = parse_traceparent(headers.get(TRACEPARENT)) or run_span_context(task_id, None)
-    return SpanContext(parent.trace_id, stable_span_id("notify", invocation_id),
-                       is_remote=True, trace_flags=parent.trace_flags)
 
 
 # --- spans ---------------------------------------------------------------------------------
@@ -488,60 +401,9 @@ def promise(outcome: str) -> Any:
 # --- the agent's own spans (pydantic-ai) ---------------------------------------------------
 
 
-class _ReplayAwareTracer(Tracer):
-    """pydantic-ai's spans inside a handler: none while replaying (as ``restate.ext.tracing``
-    does), and under the handler's span when the span they would nest in was not emitted
-    (it was started by a replayed part of the run)."""
-
-    def __init__(self, tracer: Tracer) -> None:
-        self._tracer = tracer
-
-    @staticmethod
-    def _parent(context: otel_context.Context | None) -> otel_context.Context | None:
-        if trace.get_current_span(context).get_span_context().is_valid:
-            return context
-        handler = _handler.get()
-        return _context_of(handler.context) if handler is not None else context
-
-    def start_span(self, name: str, context: otel_context.Context | None = None,
-                   kind: SpanKind = SpanKind.INTERNAL, attributes: types.Attributes = None,
-                   links: Sequence[Link] | None = None, start_time: int | None = None,
-                   record_exception: bool = True, set_status_on_exception: bool = True
-                   ) -> Span:
-        if replaying():
-            return INVALID_SPAN
-        return self._tracer.start_span(name, self._parent(context), kind, attributes, links,
-                                       start_time, record_exception, set_status_on_exception)
-
-    @contextmanager
-    def start_as_current_span(  # type: ignore[override]  # a plain context manager suffices
-        self, name: str, context: otel_context.Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL, attributes: types.Attributes = None,
-        links: Sequence[Link] | None = None, start_time: int | None = None,
-        record_exception: bool = True, set_status_on_exception: bool = True,
-        end_on_exit: bool = True,
-    ) -> Iterator[Span]:
-        if replaying():
-            with trace.use_span(INVALID_SPAN, end_on_exit=False) as span:
-                yield span
-            return
-        with self._tracer.start_as_current_span(
-            name, self._parent(context), kind, attributes, links, start_time,
-            record_exception, set_status_on_exception, end_on_exit,
-        ) as span:
-            yield span
-
-
-class _ReplayAwareProvider(trace.TracerProvider):
-    def __init__(self, provider: TracerProvider) -> None:
-        self._provider = provider
-
-    def get_tracer(self, instrumenting_module_name: str,
-                   instrumenting_library_version: str | None = None,
-                   schema_url: str | None = None,
-                   attributes: types.Attributes | None = None) -> Tracer:
-        return _ReplayAwareTracer(self._provider.get_tracer(
-            instrumenting_module_name, instrumenting_library_version, schema_url, attributes))
+def _handler_context() -> otel_context.Context | None:
+    handler = _handler.get()
+    return _context_of(handler.context) if handler is not None else None
 
 
 def agent_instrumentation() -> Any:
@@ -551,6 +413,7 @@ def agent_instrumentation() -> Any:
         return None
     from pydantic_ai.models.instrumented import InstrumentationSettings
 
-    return InstrumentationSettings(tracer_provider=_ReplayAwareProvider(_provider),
-                                   include_content=_content, include_binary_content=_content,
-                                   include_model_request_parameters=_content)
+    return InstrumentationSettings(
+        tracer_provider=ReplayAwareProvider(_provider, _handler_context, replaying),
+        include_content=_content, include_binary_content=_content,
+        include_model_request_parameters=_content)

@@ -212,7 +212,8 @@ def test_limits_leave_ordinary_anchors_and_templates_alone(tmp_path: Path) -> No
 def test_a_template_over_the_budget_fails_its_rendering_with_a_clear_error() -> None:
     from gateway.channels.render import _run
     from gateway.core import RenderError
-    from gateway.core.templates import environment, render_field
+    from gateway.core.template_limits import render_limited
+    from gateway.core.templates import environment
 
     template = environment("plain").from_string("{{ task.output * 100000 }}")
     started = time.perf_counter()
@@ -222,7 +223,7 @@ def test_a_template_over_the_budget_fails_its_rendering_with_a_clear_error() -> 
     assert str(caught.value) == ("template '(default)' text: TemplateLimitError: '*' would "
                                  "build 100,000,000 items; at most 1,000,000")
     ok = environment("plain").from_string("{{ task.output * 3 }}")
-    assert render_field(ok, {"task": {"output": "ab"}}) == "ababab"
+    assert render_limited(ok, {"task": {"output": "ab"}}) == "ababab"
 
 
 # --- a live gateway gets them on SIGHUP ------------------------------------------------------

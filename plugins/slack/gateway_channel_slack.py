@@ -17,7 +17,6 @@ channel) permanent, connection failures and time-outs transient.
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from urllib.parse import quote, urlencode
 from apprise import NotifyFormat
 from gateway_channel_apprise import AppriseRunner, parse_apprise_url
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt, shorten
 
@@ -46,9 +46,15 @@ _SECTION_LIMIT = 3000
 _MAX_BLOCKS = 50
 
 
-def _env_secret(name: str) -> Any:
-    """The variable's value or None; ``Any``: the options model validates it."""
-    return os.environ.get(name, "").strip() or None
+class _SlackEnv(BaseSettings):
+    """The channel's environment (``SLACK_*``); the options model validates the values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLACK_", env_ignore_empty=True, str_strip_whitespace=True, extra="ignore"
+    )
+
+    bot_token: SecretStr | None = None
+    webhook_url: SecretStr | None = None
 
 
 class SlackOptions(BaseModel):
@@ -57,11 +63,11 @@ class SlackOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
 
     bot_token: SecretStr | None = Field(
-        default_factory=lambda: _env_secret("SLACK_BOT_TOKEN"),
+        default_factory=lambda: _SlackEnv().bot_token,
         description="xoxb-… token; posts to channel targets with chat.postMessage",
     )
     webhook_url: SecretStr | None = Field(
-        default_factory=lambda: _env_secret("SLACK_WEBHOOK_URL"),
+        default_factory=lambda: _SlackEnv().webhook_url,
         description="incoming webhook used for channel targets when there is no bot token",
     )
     username: str | None = Field(None, max_length=80, description="bot name shown in Slack")

@@ -17,7 +17,6 @@ failures and time-outs transient.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -25,6 +24,7 @@ from urllib.parse import quote
 from apprise import NotifyFormat
 from gateway_channel_apprise import AppriseRunner, parse_apprise_url, secrets_of
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt, shorten
 
@@ -37,9 +37,21 @@ _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _SAMPLE_NUMBER = "+15005550006"
 
 
+class _TwilioEnv(BaseSettings):
+    """The channel's environment (``TWILIO_*``); the options model validates the values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TWILIO_", env_ignore_empty=True, str_strip_whitespace=True, extra="ignore"
+    )
+
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_: str | None = Field(None, validation_alias="TWILIO_FROM")
+
+
 def _env(name: str) -> Any:
-    """The variable's value or None; ``Any``: the options model validates it."""
-    return os.environ.get(name, "").strip() or None
+    """``TWILIO_<NAME>`` or None; ``Any``: the options model validates it."""
+    return getattr(_TwilioEnv(), name) or None
 
 
 def normalize_number(number: str) -> str:
@@ -60,9 +72,9 @@ class SmsOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
 
-    account_sid: str | None = Field(default_factory=lambda: _env("TWILIO_ACCOUNT_SID"))
-    auth_token: SecretStr | None = Field(default_factory=lambda: _env("TWILIO_AUTH_TOKEN"))
-    from_number: str | None = Field(default_factory=lambda: _env("TWILIO_FROM"))
+    account_sid: str | None = Field(default_factory=lambda: _env("account_sid"))
+    auth_token: SecretStr | None = Field(default_factory=lambda: _env("auth_token"))
+    from_number: str | None = Field(default_factory=lambda: _env("from_"))
     url: SecretStr | None = Field(
         None, description="Apprise URL of another SMS provider, with {to} for the number"
     )

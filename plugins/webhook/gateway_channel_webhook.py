@@ -4,8 +4,9 @@ The body is ``message.data`` (or, when it is empty, a small document with the me
 task id, subscription id, kind, subject and text), as compact UTF-8 JSON. The headers are
 ``webhook-id`` (the message id: the same for every retry, so receivers can drop duplicates),
 ``webhook-timestamp`` (unix seconds of this attempt) and ``webhook-signature``: one
-``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` per secret, space-separated, so a
-receiver keeps verifying while secrets are rotated.
+``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` per secret, made by the
+``standardwebhooks`` reference library and space-separated, so a receiver keeps verifying
+while secrets are rotated.
 
 Secrets are ``whsec_`` + base64 of at least 16 random bytes (``options.secret``, one or a list,
 default: the ``WEBHOOK_SECRET`` environment variable, several separated by spaces or commas).
@@ -28,21 +29,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import hmac
 import ipaddress
 import json
-import os
 import re
 import socket
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from standardwebhooks.webhooks import Webhook
 
 from gateway.channels import (
     Channel,
@@ -96,9 +97,18 @@ def _decode_secret(secret: str) -> bytes:
     return key
 
 
+class _WebhookEnv(BaseSettings):
+    """The channel's environment: ``WEBHOOK_SECRET`` (several separated by spaces or commas)."""
+
+    model_config = SettingsConfigDict(env_prefix="WEBHOOK_", extra="ignore")
+
+    secret: SecretStr | None = None
+
+
 def _env_secrets() -> Any:
     """``WEBHOOK_SECRET`` split on spaces/commas, or None; validated by the options model."""
-    parts = [p for p in re.split(r"[\s,]+", os.environ.get("WEBHOOK_SECRET", "")) if p]
+    value = _WebhookEnv().secret
+    parts = [p for p in re.split(r"[\s,]+", value.get_secret_value() if value else "") if p]
     return parts or None
 
 
@@ -169,11 +179,9 @@ def webhook_body(message: Message) -> bytes:
 
 def sign(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]) -> str:
     """The ``webhook-signature`` header value: one ``v1,<base64>`` per key."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        for key in keys
-    )
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
+    data = body.decode()  # webhook_body is UTF-8 JSON
+    return " ".join(Webhook(key).sign(msg_id, when, data) for key in keys)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

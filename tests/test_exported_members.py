@@ -28,7 +28,8 @@ EXPORTED = {
         "PermanentDeliveryError", "Renderer", "SendReceipt", "TaskView",
         "TransientDeliveryError", "check_templates", "check_untrusted", "classify_address",
         "classify_host", "current_policy", "discover_plugins", "egress_policy",
-        "format_validation_error", "open_channels", "shorten",
+        "format_validation_error", "http_failure", "open_channels", "parse_retry_after",
+        "shorten",
     ],
     "gateway.config": [
         "CONFIG_ENV_VAR", "DEFAULT_CONFIG_PATH", "PROVIDERS", "SCOPES", "AgentConfig",

@@ -13,6 +13,7 @@ from gateway.channels._egress import (
     current_policy,
     egress_policy,
 )
+from gateway.channels._http_status import http_failure, parse_retry_after
 from gateway.channels._registry import (
     ENTRY_POINT_GROUP,
     ChannelInstance,
@@ -60,6 +61,8 @@ __all__ = [
     "discover_plugins",
     "egress_policy",
     "format_validation_error",
+    "http_failure",
     "open_channels",
+    "parse_retry_after",
     "shorten",
 ]

@@ -36,7 +36,6 @@ import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -53,6 +52,8 @@ from gateway.channels import (
     TransientDeliveryError,
     classify_address,
     current_policy,
+    http_failure,
+    parse_retry_after,
 )
 
 __all__ = [
@@ -68,7 +69,6 @@ SECRET_PREFIX = "whsec_"
 #: requests in flight at once per process (and the pool's connections); more wait their turn
 MAX_IN_FLIGHT = 64
 MIN_SECRET_BYTES = 16
-_TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _RESERVED_HEADERS = frozenset(
     {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
      "host", "transfer-encoding"}
@@ -182,24 +182,6 @@ def sign(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]) -> str
     when = datetime.fromtimestamp(timestamp, tz=UTC)
     data = body.decode()  # webhook_body is UTF-8 JSON
     return " ".join(Webhook(key).sign(msg_id, when, data) for key in keys)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
-        return None
-    return max(0.0, seconds)
 
 
 def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -391,13 +373,8 @@ def _receipt(response: httpx.Response, what: str) -> SendReceipt:
     said = f"HTTP {status} {response.reason_phrase}".strip()
     if 200 <= status < 300:
         return SendReceipt(provider_status=status, detail=said)
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        raise TransientDeliveryError(
-            f"{what}: {said} (transient)", status=status,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
     if 300 <= status < 400:
         raise PermanentDeliveryError(
             f"{what}: {said}: redirects are not followed; subscribe the final URL", status=status
         )
-    raise PermanentDeliveryError(f"{what}: {said} (permanent)", status=status)
+    raise http_failure(status, f"{what}: {said}", retry_after=response.headers.get("retry-after"))

@@ -12,7 +12,8 @@ import pytest
 
 EXPORTED = {
     "gateway.core": [
-        "DEFAULT_TEMPLATES", "MARKER", "MIN_SECRET_LENGTH", "SECRET", "TENANT_SEPARATOR",
+        "CHANNEL_NAME", "CHANNEL_NAME_PATTERN", "CHANNEL_NAME_RULE", "DEFAULT_TEMPLATES",
+        "MARKER", "MIN_SECRET_LENGTH", "SECRET", "TENANT_SEPARATOR",
         "AttemptRecord", "ConfigError", "DeliveryError", "DeliveryReceipt", "DeliveryState",
         "EngineError", "GatewayError", "Outcome", "PermanentDeliveryError", "PluginError",
         "RenderError", "RetryPolicy", "Subscription", "SubscriptionError", "Target", "Task",

@@ -23,7 +23,6 @@ from gateway.core import MARKER
 
 __all__ = [
     "AGENT_NAME",
-    "CHANNEL_NAME",
     "HOOK_NAME",
     "Report",
     "describe",
@@ -33,7 +32,6 @@ __all__ = [
     "unwrap",
 ]
 
-CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 HOOK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -27,7 +27,6 @@ __all__ = ["ApiTimeout", "Duration", "Section", "TargetText"]
 DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9_.-]*:\S.*$")
 _OFFLINE = re.compile(r"^offline(:fail|:sleep=\d+(\.\d+)?)?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")

@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from gateway.core import (
+    CHANNEL_NAME,
     MARKER,
     MIN_SECRET_LENGTH,
     Outcome,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from gateway.core import Task
 
 from gateway.config._section import (
-    _CHANNEL_NAME,
     _MODEL,
     _NAME_RE,
     _OFFLINE,
@@ -196,7 +196,7 @@ class Destination(Section):
         if not isinstance(value, str):
             return value
         text = value.strip()
-        if _CHANNEL_NAME.match(text):
+        if CHANNEL_NAME.match(text):
             return {"channel": text}
         parsed = Subscription.parse(text)
         return {"channel": parsed.channel, "target": parsed.target}

@@ -29,6 +29,7 @@ from gateway.core.models import (
     TaskStatus,
     subscription_id,
 )
+from gateway.core.names import CHANNEL_NAME, CHANNEL_NAME_PATTERN, CHANNEL_NAME_RULE
 from gateway.core.redaction import MARKER, MIN_SECRET_LENGTH, SECRET, redactor, secret_values
 from gateway.core.routing import fallback_chain, route
 from gateway.core.status_text import delivery_state_text, repeat_note, task_state_text
@@ -37,6 +38,9 @@ from gateway.core.templates import DEFAULT_TEMPLATES, TemplateProblem, TemplateS
 from gateway.core.text import shorten
 
 __all__ = [
+    "CHANNEL_NAME",
+    "CHANNEL_NAME_PATTERN",
+    "CHANNEL_NAME_RULE",
     "DEFAULT_TEMPLATES",
     "MARKER",
     "MIN_SECRET_LENGTH",

@@ -25,16 +25,21 @@ from gateway.channels._registry import (
 from gateway.channels.render import Renderer, TaskView, check_templates
 from gateway.core import MARKER as REDACTED
 from gateway.core import (
+    MASK,
     SECRET,
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
+    mask_email,
+    mask_phone,
+    redactor,
     shorten,
 )
 
 __all__ = [
     "BUILTIN_OPEN_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "MASK",
     "REDACTED",
     "SECRET",
     "Channel",
@@ -62,7 +67,10 @@ __all__ = [
     "egress_policy",
     "format_validation_error",
     "http_failure",
+    "mask_email",
+    "mask_phone",
     "open_channels",
     "parse_retry_after",
+    "redactor",
     "shorten",
 ]

@@ -14,6 +14,7 @@ from gateway.core.errors import (
     TransientDeliveryError,
     UserInputError,
 )
+from gateway.core.masks import MASK, mask_email, mask_phone
 from gateway.core.models import (
     AttemptRecord,
     DeliveryReceipt,
@@ -43,6 +44,7 @@ __all__ = [
     "CHANNEL_NAME_RULE",
     "DEFAULT_TEMPLATES",
     "MARKER",
+    "MASK",
     "MIN_SECRET_LENGTH",
     "SECRET",
     "TENANT_SEPARATOR",
@@ -73,6 +75,8 @@ __all__ = [
     "UserInputError",
     "delivery_state_text",
     "fallback_chain",
+    "mask_email",
+    "mask_phone",
     "redactor",
     "repeat_note",
     "route",

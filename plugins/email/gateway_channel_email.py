@@ -26,7 +26,7 @@ from gateway_channel_apprise import AppriseRunner
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt
+from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt, mask_email
 
 __all__ = ["EmailChannel", "EmailOptions", "mailto_url"]
 
@@ -133,13 +133,6 @@ def mailto_url(options: EmailOptions, recipient: str) -> str:
     return f"{scheme}://{auth}{host}:{options.effective_port}?{query_string}"
 
 
-def _mask_local(address: str) -> str:
-    local, at, domain = address.rpartition("@")
-    if not at or not local:
-        return "***"
-    return f"{local[0]}***@{domain}"
-
-
 def _html_of(message: Message) -> str:
     if message.html:
         return message.html
@@ -167,7 +160,7 @@ class EmailChannel(Channel[EmailOptions]):
         return address
 
     def redact_target(self, target: str) -> str:
-        return _mask_local(target.strip())
+        return mask_email(target)
 
     def reveal_target(self, target: str) -> str:
         return target.strip()

@@ -40,13 +40,13 @@ from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
 from gateway.channels import (
-    REDACTED,
     Channel,
     Message,
     PermanentDeliveryError,
     SendReceipt,
     TransientDeliveryError,
     http_failure,
+    redactor,
     shorten,
 )
 
@@ -163,9 +163,7 @@ def _redact(target: str) -> str:
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
+    return redactor(secrets)(text)
 
 
 def default_blocks(subject: str, text: str) -> list[dict[str, Any]]:

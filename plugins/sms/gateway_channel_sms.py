@@ -26,7 +26,14 @@ from gateway_channel_apprise import AppriseRunner, parse_apprise_url, secrets_of
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt, shorten
+from gateway.channels import (
+    Channel,
+    Message,
+    PermanentDeliveryError,
+    SendReceipt,
+    mask_phone,
+    shorten,
+)
 
 __all__ = ["SmsChannel", "SmsOptions", "normalize_number", "sms_text", "sms_url"]
 
@@ -61,7 +68,7 @@ def normalize_number(number: str) -> str:
         compact = "+" + compact[2:]
     if not _E164.match(compact):
         raise ValueError(
-            f"{_mask(number)!r} is not a phone number in E.164 form "
+            f"{mask_phone(number)!r} is not a phone number in E.164 form "
             "(+ country code and number, e.g. +15551234567)"
         )
     return compact
@@ -132,13 +139,6 @@ def sms_text(text: str, limit: int = SMS_LENGTH) -> str:
                    ellipsis=ellipsis)
 
 
-def _mask(number: str) -> str:
-    digits = _SEPARATORS.sub("", number.strip())
-    if len(digits) < 7:
-        return "***"
-    return f"{digits[:3]}***{digits[-2:]}"
-
-
 class SmsChannel(Channel[SmsOptions]):
     """Text messages to phone numbers (``sms:+15551234567``)."""
 
@@ -156,7 +156,7 @@ class SmsChannel(Channel[SmsOptions]):
         return number
 
     def redact_target(self, target: str) -> str:
-        return _mask(target)
+        return mask_phone(target)
 
     def reveal_target(self, target: str) -> str:
         return target.strip()

@@ -19,7 +19,7 @@ from gateway.config._yaml_lines import (
     YamlDocument,
     format_path,
 )
-from gateway.core import MARKER
+from gateway.core import redactor
 
 __all__ = [
     "AGENT_NAME",
@@ -160,10 +160,9 @@ class Report:
 
     def lines(self, secrets: Sequence[str]) -> list[str]:
         out = []
-        longest_first = sorted(set(secrets), key=len, reverse=True)
-        for _, _, text in sorted(self.problems):
-            for secret in longest_first:
-                text = text.replace(secret, MARKER)
+        redact = redactor(secrets)
+        for _, _, problem in sorted(self.problems):
+            text = redact(problem)
             if text not in out:
                 out.append(text)
         return out

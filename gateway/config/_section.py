@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from gateway.core import (
-    MARKER,
+    redactor,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +76,4 @@ class Section(BaseModel):
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            text = repr(value)
-            for secret in self._secrets:
-                text = text.replace(secret, MARKER)
-            yield name, _ReprText(text)
+            yield name, _ReprText(redactor(self._secrets)(repr(value)))

@@ -35,7 +35,6 @@ from pydantic import (
 
 from gateway.core import (
     CHANNEL_NAME,
-    MARKER,
     MIN_SECRET_LENGTH,
     Outcome,
     RetryPolicy,
@@ -43,6 +42,7 @@ from gateway.core import (
     Target,
     TaskInputError,
     TemplateSet,
+    redactor,
 )
 
 if TYPE_CHECKING:
@@ -273,9 +273,7 @@ class GatewayConfig(Section):
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by ``[redacted]``."""
-        for secret in self._secrets:
-            text = text.replace(secret, MARKER)
-        return text
+        return redactor(self._secrets)(text)
 
     def agent(self, name: str) -> AgentConfig:
         try:

@@ -1,4 +1,4 @@
-"""The ``apprise`` channel, and the Apprise runner the email, slack and sms channels share.
+"""The ``apprise`` channel, and the Apprise runner the email and sms channels share.
 
 Apprise's ``notify`` is blocking, retries nothing we want it to retry and reports failure as
 a value. :class:`AppriseRunner` runs it in a bounded pool of worker threads (never on the event

@@ -31,7 +31,7 @@ EXPORTED = {
         "TransientDeliveryError", "check_templates", "check_untrusted", "classify_address",
         "classify_host", "current_policy", "discover_plugins", "egress_policy",
         "format_validation_error", "http_failure", "mask_email", "mask_phone", "open_channels",
-        "parse_retry_after", "redactor", "shorten",
+        "parse_retry_after", "redactor", "shorten", "whsec_key",
     ],
     "gateway.config": [
         "CONFIG_ENV_VAR", "DEFAULT_CONFIG_PATH", "PROVIDERS", "SCOPES", "AgentConfig",

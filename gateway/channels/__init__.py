@@ -22,6 +22,7 @@ from gateway.channels._registry import (
     discover_plugins,
     format_validation_error,
 )
+from gateway.channels._whsec import whsec_key
 from gateway.channels.render import Renderer, TaskView, check_templates
 from gateway.core import MARKER as REDACTED
 from gateway.core import (
@@ -73,4 +74,5 @@ __all__ = [
     "parse_retry_after",
     "redactor",
     "shorten",
+    "whsec_key",
 ]

@@ -27,8 +27,6 @@ DNS and connection failures transient.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ipaddress
 import json
 import re
@@ -54,6 +52,7 @@ from gateway.channels import (
     current_policy,
     http_failure,
     parse_retry_after,
+    whsec_key,
 )
 
 __all__ = [
@@ -65,36 +64,14 @@ __all__ = [
     "webhook_body",
 ]
 
-SECRET_PREFIX = "whsec_"
 #: requests in flight at once per process (and the pool's connections); more wait their turn
 MAX_IN_FLIGHT = 64
-MIN_SECRET_BYTES = 16
 _RESERVED_HEADERS = frozenset(
     {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
      "host", "transfer-encoding"}
 )
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _USER_AGENT = "notification-gateway-webhook/0.1"
-
-
-def _decode_secret(secret: str) -> bytes:
-    """The key bytes of a ``whsec_`` secret, or ``ValueError`` saying what is wrong."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(
-            f"a webhook secret must start with {SECRET_PREFIX!r} followed by base64 "
-            "(e.g. whsec_ + `openssl rand -base64 32`)"
-        )
-    encoded = secret[len(SECRET_PREFIX):]
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"the part after {SECRET_PREFIX!r} is not valid base64") from None
-    if len(key) < MIN_SECRET_BYTES:
-        raise ValueError(
-            f"the secret decodes to {len(key)} bytes; use at least {MIN_SECRET_BYTES} random "
-            "bytes (e.g. whsec_ + `openssl rand -base64 32`)"
-        )
-    return key
 
 
 class _WebhookEnv(BaseSettings):
@@ -136,7 +113,7 @@ class WebhookOptions(BaseModel):
         items = v if isinstance(v, list) else [v] if v is not None else []
         for i, item in enumerate(items):
             try:
-                _decode_secret(item.get_secret_value())
+                whsec_key(item.get_secret_value())
             except ValueError as exc:
                 where = f"item {i}: " if isinstance(v, list) else ""
                 raise ValueError(f"{where}{exc}") from None
@@ -161,7 +138,7 @@ class WebhookOptions(BaseModel):
         """The HMAC keys, in the order given."""
         secret = self.secret
         items = secret if isinstance(secret, list) else [secret] if secret is not None else []
-        return [_decode_secret(s.get_secret_value()) for s in items]
+        return [whsec_key(s.get_secret_value()) for s in items]
 
 
 def webhook_body(message: Message) -> bytes:

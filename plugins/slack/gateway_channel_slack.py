@@ -247,9 +247,10 @@ class SlackChannel(Channel[SlackOptions]):
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._tls: ssl.SSLContext | None = None
-        # the SDK logs requests (with the token) at debug level: never let it
+        # the SDK logs requests (with the token) at debug level, and each failure the channel
+        # already reports as its delivery error: keep it quiet
         self._logger = logging.getLogger("gateway.channels.slack.sdk")
-        self._logger.setLevel(logging.WARNING)
+        self._logger.setLevel(logging.CRITICAL)
 
     def validate_target(self, target: str, options: SlackOptions) -> str:
         target = target.strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -301,3 +302,13 @@ def test_default_blocks_respect_slack_limits() -> None:
     assert [b["type"] for b in blocks] == ["header", "section", "section", "section"]
     assert len(blocks[0]["text"]["text"]) == 150
     assert "".join(b["text"]["text"] for b in blocks[1:]) == "x" * 7000
+
+
+async def test_the_webhook_secret_never_reaches_a_log_line(
+    channel: SlackChannel, slack: SlackHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the SDK would log the webhook URL at debug level
+    slack.add(HOOK, status=500, body="oops")
+    with pytest.raises(TransientDeliveryError):
+        await channel.send(make_message(HOOK), SlackOptions())
+    assert slack.requests and "SECRET" not in caplog.text

@@ -12,23 +12,26 @@ import pytest
 
 EXPORTED = {
     "gateway.core": [
-        "DEFAULT_TEMPLATES", "MARKER", "MIN_SECRET_LENGTH", "SECRET", "TENANT_SEPARATOR",
+        "CHANNEL_NAME", "CHANNEL_NAME_PATTERN", "CHANNEL_NAME_RULE", "DEFAULT_TEMPLATES",
+        "MARKER", "MASK", "MIN_SECRET_LENGTH", "SECRET", "TENANT_SEPARATOR",
         "AttemptRecord", "ConfigError", "DeliveryError", "DeliveryReceipt", "DeliveryState",
         "EngineError", "GatewayError", "Outcome", "PermanentDeliveryError", "PluginError",
         "RenderError", "RetryPolicy", "Subscription", "SubscriptionError", "Target", "Task",
         "TaskInputError", "TaskRequest", "TaskResult", "TaskState", "TaskStatus",
         "TemplateProblem", "TemplateSet", "TransientDeliveryError", "UserInputError",
-        "delivery_state_text", "fallback_chain", "redactor", "repeat_note", "route",
-        "secret_values", "shorten", "shown_task_id", "subscription_id", "task_state_text",
+        "delivery_state_text", "fallback_chain", "mask_email", "mask_phone", "redactor",
+        "repeat_note", "route", "secret_values", "shorten", "shown_task_id", "subscription_id",
+        "task_state_text",
     ],
     "gateway.channels": [
         "BUILTIN_OPEN_PLUGINS", "ENTRY_POINT_GROUP", "REDACTED", "SECRET", "Channel",
         "ChannelInstance", "ChannelPlugin", "Channels", "DeliveryError", "EgressPolicy",
-        "EgressRefused", "GuardedSender", "Message", "MessageKind", "NoOptions",
+        "EgressRefused", "GuardedSender", "MASK", "Message", "MessageKind", "NoOptions",
         "PermanentDeliveryError", "Renderer", "SendReceipt", "TaskView",
         "TransientDeliveryError", "check_templates", "check_untrusted", "classify_address",
         "classify_host", "current_policy", "discover_plugins", "egress_policy",
-        "format_problem", "format_validation_error", "open_channels", "shorten",
+        "format_problem", "format_validation_error", "http_failure", "mask_email", "mask_phone",
+        "open_channels", "parse_retry_after", "redactor", "shorten", "whsec_key",
     ],
     "gateway.config": [
         "CONFIG_ENV_VAR", "DEFAULT_CONFIG_PATH", "PROVIDERS", "SCOPES", "AgentConfig",

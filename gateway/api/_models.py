@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
-from gateway.core import Outcome, Subscription
+from gateway.core import CHANNEL_NAME_PATTERN, Outcome, Subscription
 
 __all__ = [
     "SUBSCRIPTION_ID_PATTERN",
@@ -31,7 +31,6 @@ __all__ = [
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 SUBSCRIPTION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-_CHANNEL = r"^[a-z][a-z0-9_-]{0,63}$"
 _AGENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -42,7 +41,7 @@ class _Strict(BaseModel):
 class TargetIn(_Strict):
     """A channel and a target on it (an address, a number, a URL)."""
 
-    channel: str = Field(pattern=_CHANNEL, examples=["email"])
+    channel: str = Field(pattern=CHANNEL_NAME_PATTERN, examples=["email"])
     target: str = Field(min_length=1, max_length=2048, examples=["me@example.com"])
 
 

@@ -14,6 +14,7 @@ from gateway.channels._egress import (
     egress_policy,
 )
 from gateway.channels._formats import format_problem
+from gateway.channels._http_status import http_failure, parse_retry_after
 from gateway.channels._registry import (
     ENTRY_POINT_GROUP,
     ChannelInstance,
@@ -22,19 +23,25 @@ from gateway.channels._registry import (
     discover_plugins,
     format_validation_error,
 )
+from gateway.channels._whsec import whsec_key
 from gateway.channels.render import Renderer, TaskView, check_templates
 from gateway.core import MARKER as REDACTED
 from gateway.core import (
+    MASK,
     SECRET,
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
+    mask_email,
+    mask_phone,
+    redactor,
     shorten,
 )
 
 __all__ = [
     "BUILTIN_OPEN_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "MASK",
     "REDACTED",
     "SECRET",
     "Channel",
@@ -62,6 +69,12 @@ __all__ = [
     "egress_policy",
     "format_problem",
     "format_validation_error",
+    "http_failure",
+    "mask_email",
+    "mask_phone",
     "open_channels",
+    "parse_retry_after",
+    "redactor",
     "shorten",
+    "whsec_key",
 ]

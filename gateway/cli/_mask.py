@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from gateway.core import MASK, mask_email, mask_phone
+
 __all__ = ["mask_target", "shown_target"]
 
 _PHONE = re.compile(r"^\+?[0-9 ().-]{7,}$")
@@ -24,17 +26,16 @@ def mask_target(target: str) -> str:
             port = f":{parts.port}" if parts.port else ""
             host = parts.hostname or ""
         except ValueError:
-            return f"{parts.scheme}://***"
+            return f"{parts.scheme}://{MASK}"
         if ":" in host:
             host = f"[{host}]"
-        rest = "/***" if parts.path.strip("/") or parts.query or parts.fragment else ""
+        rest = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.fragment else ""
         return f"{parts.scheme}://{host}{port}{rest}"
-    local, at, domain = target.rpartition("@")
+    local, at, _ = target.rpartition("@")
     if at and local:
-        return f"{local[0]}***@{domain}" if not local.endswith("***") else target
+        return target if local.endswith(MASK) else mask_email(target)
     if _PHONE.match(target):
-        digits = re.sub(r"[^0-9+]", "", target)
-        return f"{digits[:3]}***{digits[-2:]}" if len(digits) >= 7 else "***"
+        return mask_phone(target)
     return target  # a Slack channel name or a plugin's own target: nothing personal
 
 

@@ -19,11 +19,10 @@ from gateway.config._yaml_lines import (
     YamlDocument,
     format_path,
 )
-from gateway.core import MARKER
+from gateway.core import redactor
 
 __all__ = [
     "AGENT_NAME",
-    "CHANNEL_NAME",
     "HOOK_NAME",
     "Report",
     "describe",
@@ -33,7 +32,6 @@ __all__ = [
     "unwrap",
 ]
 
-CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 HOOK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -162,10 +160,9 @@ class Report:
 
     def lines(self, secrets: Sequence[str]) -> list[str]:
         out = []
-        longest_first = sorted(set(secrets), key=len, reverse=True)
-        for _, _, text in sorted(self.problems):
-            for secret in longest_first:
-                text = text.replace(secret, MARKER)
+        redact = redactor(secrets)
+        for _, _, problem in sorted(self.problems):
+            text = redact(problem)
             if text not in out:
                 out.append(text)
         return out

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from gateway.core import (
-    MARKER,
+    redactor,
 )
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ __all__ = ["ApiTimeout", "Duration", "Section", "TargetText"]
 DEFAULT_INSTRUCTIONS = "Complete the task and report the result briefly."
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9_.-]*:\S.*$")
 _OFFLINE = re.compile(r"^offline(:fail|:sleep=\d+(\.\d+)?)?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -77,7 +76,4 @@ class Section(BaseModel):
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            text = repr(value)
-            for secret in self._secrets:
-                text = text.replace(secret, MARKER)
-            yield name, _ReprText(text)
+            yield name, _ReprText(redactor(self._secrets)(repr(value)))

@@ -17,6 +17,7 @@ from pydantic import (
 if TYPE_CHECKING:
     pass
 
+from gateway.channels import whsec_key
 from gateway.config._section import _NAME_RE, ApiTimeout, Section
 
 __all__ = ["SCOPES", "ApiConfig", "ApiKey", "HmacScheme", "HookSource", "Scope"]
@@ -186,14 +187,8 @@ class HookSource(Section):
 
 def _whsec_problem(value: str) -> str | None:
     """Why ``value`` is not a Standard Webhooks secret (``whsec_`` + base64), or None."""
-    import base64
-    import binascii
-
-    encoded = value.removeprefix("whsec_")
     try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return "not whsec_ followed by base64 (e.g. whsec_ + `openssl rand -base64 32`)"
-    if len(key) < 16:
-        return f"decodes to {len(key)} bytes; use at least 16 random bytes"
+        whsec_key(value, prefix_required=False)
+    except ValueError as exc:
+        return str(exc)
     return None

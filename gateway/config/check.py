@@ -36,12 +36,11 @@ from gateway.config.schema import (
     StandingSubscription,
     TemplateSet,
 )
-from gateway.core import MIN_SECRET_LENGTH
+from gateway.core import CHANNEL_NAME, CHANNEL_NAME_RULE, MIN_SECRET_LENGTH
 
 __all__ = ["check"]
 from gateway.config._report import (
     AGENT_NAME,
-    CHANNEL_NAME,
     HOOK_NAME,
     Report,
     describe,
@@ -116,8 +115,7 @@ def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
     for name, channel in valid.items():
         base: KeyPath = ("channels", name)
         if not CHANNEL_NAME.match(name):
-            report.add(base, f"channel name {name!r} must be lower-case letters, digits, '-' "
-                             "or '_', starting with a letter")
+            report.add(base, f"channel name {name!r} must be {CHANNEL_NAME_RULE}")
         plugin_name = channel.plugin or name
         plugin = ctx.plugins.get(plugin_name)
         installed = ", ".join(sorted(ctx.plugins)) or "none"

@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from gateway.core import (
-    MARKER,
+    CHANNEL_NAME,
     MIN_SECRET_LENGTH,
     Outcome,
     RetryPolicy,
@@ -42,13 +42,13 @@ from gateway.core import (
     Target,
     TaskInputError,
     TemplateSet,
+    redactor,
 )
 
 if TYPE_CHECKING:
     from gateway.core import Task
 
 from gateway.config._section import (
-    _CHANNEL_NAME,
     _MODEL,
     _NAME_RE,
     _OFFLINE,
@@ -196,7 +196,7 @@ class Destination(Section):
         if not isinstance(value, str):
             return value
         text = value.strip()
-        if _CHANNEL_NAME.match(text):
+        if CHANNEL_NAME.match(text):
             return {"channel": text}
         parsed = Subscription.parse(text)
         return {"channel": parsed.channel, "target": parsed.target}
@@ -273,9 +273,7 @@ class GatewayConfig(Section):
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by ``[redacted]``."""
-        for secret in self._secrets:
-            text = text.replace(secret, MARKER)
-        return text
+        return redactor(self._secrets)(text)
 
     def agent(self, name: str) -> AgentConfig:
         try:

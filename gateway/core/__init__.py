@@ -14,6 +14,7 @@ from gateway.core.errors import (
     TransientDeliveryError,
     UserInputError,
 )
+from gateway.core.masks import MASK, mask_email, mask_phone
 from gateway.core.models import (
     AttemptRecord,
     DeliveryReceipt,
@@ -29,6 +30,7 @@ from gateway.core.models import (
     TaskStatus,
     subscription_id,
 )
+from gateway.core.names import CHANNEL_NAME, CHANNEL_NAME_PATTERN, CHANNEL_NAME_RULE
 from gateway.core.redaction import MARKER, MIN_SECRET_LENGTH, SECRET, redactor, secret_values
 from gateway.core.routing import fallback_chain, route
 from gateway.core.status_text import delivery_state_text, repeat_note, task_state_text
@@ -37,8 +39,12 @@ from gateway.core.templates import DEFAULT_TEMPLATES, TemplateProblem, TemplateS
 from gateway.core.text import shorten
 
 __all__ = [
+    "CHANNEL_NAME",
+    "CHANNEL_NAME_PATTERN",
+    "CHANNEL_NAME_RULE",
     "DEFAULT_TEMPLATES",
     "MARKER",
+    "MASK",
     "MIN_SECRET_LENGTH",
     "SECRET",
     "TENANT_SEPARATOR",
@@ -69,6 +75,8 @@ __all__ = [
     "UserInputError",
     "delivery_state_text",
     "fallback_chain",
+    "mask_email",
+    "mask_phone",
     "redactor",
     "repeat_note",
     "route",

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.core.names import CHANNEL_NAME, CHANNEL_NAME_RULE
+
 __all__ = [
     "AttemptRecord",
     "DeliveryReceipt",
@@ -31,7 +33,6 @@ __all__ = [
 ]
 
 _EMAIL = re.compile(r"^[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+$")
-_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 Outcome = Literal["succeeded", "failed", "timed_out"]
 _DEFAULT_OUTCOMES: tuple[Outcome, ...] = ("succeeded", "failed")
@@ -68,8 +69,8 @@ class Target(_Strict):
     @field_validator("channel")
     @classmethod
     def _channel_name(cls, v: str) -> str:
-        if not _CHANNEL_NAME.match(v):
-            raise ValueError(f"channel name {v!r} must be lower-case letters, digits, '-' or '_'")
+        if not CHANNEL_NAME.match(v):
+            raise ValueError(f"channel name {v!r} must be {CHANNEL_NAME_RULE}")
         return v
 
     @field_validator("target")
@@ -118,7 +119,7 @@ class Subscription(Target):
             if _EMAIL.match(text):
                 return cls(channel="email", target=text)
             channel, sep, target = text.partition(":")
-            if sep and _CHANNEL_NAME.match(channel) and target.strip():
+            if sep and CHANNEL_NAME.match(channel) and target.strip():
                 return cls(channel=channel, target=target)
             raise ValueError(
                 f"subscriber {value!r} is neither an email address nor CHANNEL:TARGET "

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 from gateway.core.models import DeliveryReceipt, DeliveryState
+from gateway.core.names import CHANNEL_NAME
 
 __all__ = ["mask_target", "rejected_receipt"]
 
-_CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _SHOWN = 3
 _REASON_MAX = 300
 
@@ -36,11 +35,11 @@ def _channel_and_target(raw: object) -> tuple[str, str]:
         channel, target = raw.get("channel"), raw.get("target")
     elif isinstance(raw, str):
         channel, sep, target = raw.partition(":")
-        if not sep or not _CHANNEL.match(channel):
+        if not sep or not CHANNEL_NAME.match(channel):
             channel, target = None, raw
     else:
         channel, target = None, json.dumps(raw, default=str)
-    name = channel if isinstance(channel, str) and _CHANNEL.match(channel) else "unknown"
+    name = channel if isinstance(channel, str) and CHANNEL_NAME.match(channel) else "unknown"
     return name, target if isinstance(target, str) else json.dumps(target, default=str)
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydantic import TypeAdapter
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
 from pydantic_ai.models import Model
@@ -32,8 +31,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from restate import RunOptions, TerminalError
-from restate.ext.pydantic import RestateAgent, RestateModelWrapper
-from restate.serde import Serde
+from restate.ext.pydantic import RestateAgent
 
 from gateway.config import PROVIDERS, build_model, key_problem, provider_problem
 from gateway.core import ConfigError, TaskInputError
@@ -41,21 +39,6 @@ from gateway.durable._model_retry import RetryingModel
 from gateway.observability.trace import agent_instrumentation
 
 __all__ = ["AgentRunner", "AgentSpec", "OfflineModelError", "build_agent", "offline_model"]
-
-_RESPONSE = TypeAdapter(ModelResponse)
-
-
-class _ModelResponseSerde(Serde[ModelResponse]):
-    """Journals model responses through one TypeAdapter built once.
-
-    restate.ext.pydantic's own serde builds a new TypeAdapter for every journaled model
-    response, which was a quarter of the gateway's CPU under load (py-spy, 1000 x 3 tasks)."""
-
-    def deserialize(self, buf: bytes) -> ModelResponse | None:
-        return _RESPONSE.validate_json(buf) if buf else None
-
-    def serialize(self, obj: ModelResponse | None) -> bytes:
-        return b"" if obj is None else _RESPONSE.dump_json(obj)
 
 OFFLINE_LABEL = "[offline model: no LLM was called]"
 
@@ -233,8 +216,6 @@ def build_agent(spec: AgentSpec) -> AgentRunner:
         initial_retry_interval=timedelta(milliseconds=500),
         max_retry_interval=timedelta(seconds=10),
     )
+    # the SDK journals model responses through one TypeAdapter built at import
     durable: RestateAgent[None, str] = RestateAgent(agent, run_options=options)
-    wrapper = getattr(durable, "_model", None)
-    if isinstance(wrapper, RestateModelWrapper):  # see _ModelResponseSerde
-        wrapper._options = dataclasses.replace(wrapper._options, serde=_ModelResponseSerde())
     return AgentRunner(spec, durable, model)

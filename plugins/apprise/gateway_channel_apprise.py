@@ -1,4 +1,4 @@
-"""The ``apprise`` channel, and the Apprise runner the email, slack and sms channels share.
+"""The ``apprise`` channel, and the Apprise runner the email and sms channels share.
 
 Apprise's ``notify`` is blocking, retries nothing we want it to retry and reports failure as
 a value. :class:`AppriseRunner` runs it in a bounded pool of worker threads (never on the event
@@ -38,12 +38,12 @@ from apprise.utils.parse import parse_qsd
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.channels import (
-    REDACTED,
     Channel,
     Message,
     PermanentDeliveryError,
     SendReceipt,
     TransientDeliveryError,
+    redactor,
 )
 
 __all__ = [
@@ -141,11 +141,8 @@ def secrets_of(url: str, *extra: str | None) -> tuple[str, ...]:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``[redacted]``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with every secret (as written or URL-encoded) replaced by ``[redacted]``."""
+    return redactor(secrets)(text)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ time-outs are transient; a ``5xx`` refusal Apprise does report is permanent.
 
 from __future__ import annotations
 
-import os
 from email.utils import parseaddr
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode
@@ -25,8 +24,9 @@ from apprise.conversion import convert_between
 from apprise.utils.parse import is_email
 from gateway_channel_apprise import AppriseRunner
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt
+from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt, mask_email
 
 __all__ = ["EmailChannel", "EmailOptions", "mailto_url"]
 
@@ -36,9 +36,24 @@ _APPRISE_MODES: dict[str, str] = {"none": "insecure", "starttls": "starttls", "s
 _DEFAULT_FROM = "notification-gateway@localhost"
 
 
+class _SmtpEnv(BaseSettings):
+    """The channel's environment (``SMTP_*``); the options model validates the values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMTP_", env_ignore_empty=True, str_strip_whitespace=True, extra="ignore"
+    )
+
+    host: str | None = None
+    port: str | None = None
+    tls: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: str | None = Field(None, validation_alias="SMTP_FROM")
+
+
 def _env(name: str) -> Any:
-    """The variable's value or None; ``Any``: the options model validates it (port, tls)."""
-    value = os.environ.get(name, "").strip()
+    """``SMTP_<NAME>`` or None; ``Any``: the options model validates it (port, tls)."""
+    value = getattr(_SmtpEnv(), name)
     return value or None
 
 
@@ -48,11 +63,11 @@ def _email(value: str) -> dict[str, str] | None:
 
 
 def _env_from() -> str:
-    return parseaddr(_env("SMTP_FROM") or "")[1] or _DEFAULT_FROM
+    return parseaddr(_env("from_") or "")[1] or _DEFAULT_FROM
 
 
 def _env_from_name() -> str | None:
-    return parseaddr(_env("SMTP_FROM") or "")[0] or "Notification Gateway"
+    return parseaddr(_env("from_") or "")[0] or "Notification Gateway"
 
 
 class EmailOptions(BaseModel):
@@ -60,14 +75,14 @@ class EmailOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
 
-    host: str = Field(default_factory=lambda: _env("SMTP_HOST") or "localhost", min_length=1)
+    host: str = Field(default_factory=lambda: _env("host") or "localhost", min_length=1)
     port: int | None = Field(
-        default_factory=lambda: _env("SMTP_PORT"), ge=1, le=65535,
+        default_factory=lambda: _env("port"), ge=1, le=65535,
         description="default: 25 without TLS, 587 with STARTTLS, 465 with SSL",
     )
-    tls: TlsMode = Field(default_factory=lambda: _env("SMTP_TLS") or "none")
-    username: str | None = Field(default_factory=lambda: _env("SMTP_USERNAME"))
-    password: SecretStr | None = Field(default_factory=lambda: _env("SMTP_PASSWORD"))
+    tls: TlsMode = Field(default_factory=lambda: _env("tls") or "none")
+    username: str | None = Field(default_factory=lambda: _env("username"))
+    password: SecretStr | None = Field(default_factory=lambda: _env("password"))
     from_addr: str = Field(default_factory=_env_from)
     from_name: str | None = Field(default_factory=_env_from_name)
     verify_certificate: bool = True
@@ -118,13 +133,6 @@ def mailto_url(options: EmailOptions, recipient: str) -> str:
     return f"{scheme}://{auth}{host}:{options.effective_port}?{query_string}"
 
 
-def _mask_local(address: str) -> str:
-    local, at, domain = address.rpartition("@")
-    if not at or not local:
-        return "***"
-    return f"{local[0]}***@{domain}"
-
-
 def _html_of(message: Message) -> str:
     if message.html:
         return message.html
@@ -152,7 +160,7 @@ class EmailChannel(Channel[EmailOptions]):
         return address
 
     def redact_target(self, target: str) -> str:
-        return _mask_local(target.strip())
+        return mask_email(target)
 
     def reveal_target(self, target: str) -> str:
         return target.strip()

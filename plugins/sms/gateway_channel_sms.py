@@ -17,7 +17,6 @@ failures and time-outs transient.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -25,8 +24,16 @@ from urllib.parse import quote
 from apprise import NotifyFormat
 from gateway_channel_apprise import AppriseRunner, parse_apprise_url, secrets_of
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.channels import Channel, Message, PermanentDeliveryError, SendReceipt, shorten
+from gateway.channels import (
+    Channel,
+    Message,
+    PermanentDeliveryError,
+    SendReceipt,
+    mask_phone,
+    shorten,
+)
 
 __all__ = ["SmsChannel", "SmsOptions", "normalize_number", "sms_text", "sms_url"]
 
@@ -37,9 +44,21 @@ _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _SAMPLE_NUMBER = "+15005550006"
 
 
+class _TwilioEnv(BaseSettings):
+    """The channel's environment (``TWILIO_*``); the options model validates the values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TWILIO_", env_ignore_empty=True, str_strip_whitespace=True, extra="ignore"
+    )
+
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_: str | None = Field(None, validation_alias="TWILIO_FROM")
+
+
 def _env(name: str) -> Any:
-    """The variable's value or None; ``Any``: the options model validates it."""
-    return os.environ.get(name, "").strip() or None
+    """``TWILIO_<NAME>`` or None; ``Any``: the options model validates it."""
+    return getattr(_TwilioEnv(), name) or None
 
 
 def normalize_number(number: str) -> str:
@@ -49,7 +68,7 @@ def normalize_number(number: str) -> str:
         compact = "+" + compact[2:]
     if not _E164.match(compact):
         raise ValueError(
-            f"{_mask(number)!r} is not a phone number in E.164 form "
+            f"{mask_phone(number)!r} is not a phone number in E.164 form "
             "(+ country code and number, e.g. +15551234567)"
         )
     return compact
@@ -60,9 +79,9 @@ class SmsOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
 
-    account_sid: str | None = Field(default_factory=lambda: _env("TWILIO_ACCOUNT_SID"))
-    auth_token: SecretStr | None = Field(default_factory=lambda: _env("TWILIO_AUTH_TOKEN"))
-    from_number: str | None = Field(default_factory=lambda: _env("TWILIO_FROM"))
+    account_sid: str | None = Field(default_factory=lambda: _env("account_sid"))
+    auth_token: SecretStr | None = Field(default_factory=lambda: _env("auth_token"))
+    from_number: str | None = Field(default_factory=lambda: _env("from_"))
     url: SecretStr | None = Field(
         None, description="Apprise URL of another SMS provider, with {to} for the number"
     )
@@ -120,13 +139,6 @@ def sms_text(text: str, limit: int = SMS_LENGTH) -> str:
                    ellipsis=ellipsis)
 
 
-def _mask(number: str) -> str:
-    digits = _SEPARATORS.sub("", number.strip())
-    if len(digits) < 7:
-        return "***"
-    return f"{digits[:3]}***{digits[-2:]}"
-
-
 class SmsChannel(Channel[SmsOptions]):
     """Text messages to phone numbers (``sms:+15551234567``)."""
 
@@ -144,7 +156,7 @@ class SmsChannel(Channel[SmsOptions]):
         return number
 
     def redact_target(self, target: str) -> str:
-        return _mask(target)
+        return mask_phone(target)
 
     def reveal_target(self, target: str) -> str:
         return target.strip()

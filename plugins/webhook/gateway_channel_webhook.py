@@ -4,8 +4,9 @@ The body is ``message.data`` (or, when it is empty, a small document with the me
 task id, subscription id, kind, subject and text), as compact UTF-8 JSON. The headers are
 ``webhook-id`` (the message id: the same for every retry, so receivers can drop duplicates),
 ``webhook-timestamp`` (unix seconds of this attempt) and ``webhook-signature``: one
-``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` per secret, space-separated, so a
-receiver keeps verifying while secrets are rotated.
+``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` per secret, made by the
+``standardwebhooks`` reference library and space-separated, so a receiver keeps verifying
+while secrets are rotated.
 
 Secrets are ``whsec_`` + base64 of at least 16 random bytes (``options.secret``, one or a list,
 default: the ``WEBHOOK_SECRET`` environment variable, several separated by spaces or commas).
@@ -26,23 +27,20 @@ DNS and connection failures transient.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
-import hmac
 import ipaddress
 import json
-import os
 import re
 import socket
 import time
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from standardwebhooks.webhooks import Webhook
 
 from gateway.channels import (
     Channel,
@@ -52,6 +50,9 @@ from gateway.channels import (
     TransientDeliveryError,
     classify_address,
     current_policy,
+    http_failure,
+    parse_retry_after,
+    whsec_key,
 )
 
 __all__ = [
@@ -63,11 +64,8 @@ __all__ = [
     "webhook_body",
 ]
 
-SECRET_PREFIX = "whsec_"
 #: requests in flight at once per process (and the pool's connections); more wait their turn
 MAX_IN_FLIGHT = 64
-MIN_SECRET_BYTES = 16
-_TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _RESERVED_HEADERS = frozenset(
     {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
      "host", "transfer-encoding"}
@@ -76,29 +74,18 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _USER_AGENT = "notification-gateway-webhook/0.1"
 
 
-def _decode_secret(secret: str) -> bytes:
-    """The key bytes of a ``whsec_`` secret, or ``ValueError`` saying what is wrong."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(
-            f"a webhook secret must start with {SECRET_PREFIX!r} followed by base64 "
-            "(e.g. whsec_ + `openssl rand -base64 32`)"
-        )
-    encoded = secret[len(SECRET_PREFIX):]
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"the part after {SECRET_PREFIX!r} is not valid base64") from None
-    if len(key) < MIN_SECRET_BYTES:
-        raise ValueError(
-            f"the secret decodes to {len(key)} bytes; use at least {MIN_SECRET_BYTES} random "
-            "bytes (e.g. whsec_ + `openssl rand -base64 32`)"
-        )
-    return key
+class _WebhookEnv(BaseSettings):
+    """The channel's environment: ``WEBHOOK_SECRET`` (several separated by spaces or commas)."""
+
+    model_config = SettingsConfigDict(env_prefix="WEBHOOK_", extra="ignore")
+
+    secret: SecretStr | None = None
 
 
 def _env_secrets() -> Any:
     """``WEBHOOK_SECRET`` split on spaces/commas, or None; validated by the options model."""
-    parts = [p for p in re.split(r"[\s,]+", os.environ.get("WEBHOOK_SECRET", "")) if p]
+    value = _WebhookEnv().secret
+    parts = [p for p in re.split(r"[\s,]+", value.get_secret_value() if value else "") if p]
     return parts or None
 
 
@@ -126,7 +113,7 @@ class WebhookOptions(BaseModel):
         items = v if isinstance(v, list) else [v] if v is not None else []
         for i, item in enumerate(items):
             try:
-                _decode_secret(item.get_secret_value())
+                whsec_key(item.get_secret_value())
             except ValueError as exc:
                 where = f"item {i}: " if isinstance(v, list) else ""
                 raise ValueError(f"{where}{exc}") from None
@@ -151,7 +138,7 @@ class WebhookOptions(BaseModel):
         """The HMAC keys, in the order given."""
         secret = self.secret
         items = secret if isinstance(secret, list) else [secret] if secret is not None else []
-        return [_decode_secret(s.get_secret_value()) for s in items]
+        return [whsec_key(s.get_secret_value()) for s in items]
 
 
 def webhook_body(message: Message) -> bytes:
@@ -169,29 +156,9 @@ def webhook_body(message: Message) -> bytes:
 
 def sign(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]) -> str:
     """The ``webhook-signature`` header value: one ``v1,<base64>`` per key."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        for key in keys
-    )
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
-        return None
-    return max(0.0, seconds)
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
+    data = body.decode()  # webhook_body is UTF-8 JSON
+    return " ".join(Webhook(key).sign(msg_id, when, data) for key in keys)
 
 
 def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -383,13 +350,8 @@ def _receipt(response: httpx.Response, what: str) -> SendReceipt:
     said = f"HTTP {status} {response.reason_phrase}".strip()
     if 200 <= status < 300:
         return SendReceipt(provider_status=status, detail=said)
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        raise TransientDeliveryError(
-            f"{what}: {said} (transient)", status=status,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
     if 300 <= status < 400:
         raise PermanentDeliveryError(
             f"{what}: {said}: redirects are not followed; subscribe the final URL", status=status
         )
-    raise PermanentDeliveryError(f"{what}: {said} (permanent)", status=status)
+    raise http_failure(status, f"{what}: {said}", retry_after=response.headers.get("retry-after"))

@@ -1,13 +1,20 @@
-"""The slack channel: the exact request Slack would receive, intercepted with ``responses``."""
+"""The slack channel: the exact request Slack would receive, intercepted where urllib (which
+slack-sdk sends with) opens the HTTPS connection: the Slack host is never contacted."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email.message import Message as Headers
+from http import HTTPStatus
+from urllib.error import URLError
+from urllib.response import addinfourl
 
 import pytest
-import requests
-import responses
 from gateway_channel_slack import SlackChannel, SlackOptions, default_blocks
 from pydantic import ValidationError
 
@@ -19,6 +26,51 @@ OTHER_HOOK = "https://hooks.slack.com/services/T00000003/B00000004/zyxwvuSECRET9
 BOT = "xoxb-1234-5678-SECRETtoken"
 POST_MESSAGE = "https://slack.com/api/chat.postMessage"
 HEADER = {"type": "header", "text": {"type": "plain_text", "text": "Task task-42 finished"}}
+SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "The agent says: all done."}}
+FALLBACK = "Task task-42 finished"
+
+
+@dataclass
+class Sent:
+    url: str
+    headers: dict[str, str]
+    body: object
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    error: OSError | None = None
+
+
+@dataclass
+class SlackHost:
+    """Stands in for Slack's HTTPS servers: replies by URL and records every request."""
+
+    replies: dict[str, Reply] = field(default_factory=dict)
+    requests: list[Sent] = field(default_factory=list)
+
+    def add(self, url: str, *, status: int = 200, body: str | None = None,
+            json_body: object = None, headers: dict[str, str] | None = None,
+            error: OSError | None = None) -> None:
+        content = json.dumps(json_body) if json_body is not None else (body or "")
+        self.replies[url] = Reply(status, content.encode(), headers or {}, error)
+
+    def open(self, req: urllib.request.Request) -> addinfourl:
+        data = req.data
+        assert isinstance(data, bytes)
+        self.requests.append(Sent(req.full_url, dict(req.header_items()), json.loads(data)))
+        reply = self.replies[req.full_url]
+        if reply.error is not None:
+            raise URLError(reply.error)
+        headers = Headers()
+        for name, value in reply.headers.items():
+            headers[name] = value
+        response = addinfourl(io.BytesIO(reply.body), headers, req.full_url, reply.status)
+        response.msg = HTTPStatus(reply.status).phrase  # type: ignore[attr-defined]
+        return response
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +80,13 @@ def _no_slack_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def slack() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackHost]:
+    host = SlackHost()
+    for proxy in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(urllib.request.HTTPSHandler, "https_open",
+                        lambda handler, req: host.open(req))
+    yield host
 
 
 @pytest.fixture
@@ -40,94 +96,77 @@ async def channel() -> AsyncIterator[SlackChannel]:
     await ch.aclose()
 
 
-def sent(mock: responses.RequestsMock) -> list[tuple[str, dict[str, str], object]]:
-    out = []
-    for call in mock.calls:
-        body = call.request.body
-        assert isinstance(body, (str, bytes))
-        headers = {k: v if isinstance(v, str) else v.decode()
-                   for k, v in call.request.headers.items()}
-        out.append((str(call.request.url), headers, json.loads(body)))
-    return out
-
-
-async def test_incoming_webhook_payload(
-    channel: SlackChannel, slack: responses.RequestsMock
-) -> None:
-    slack.add(responses.POST, HOOK, body="ok")
+async def test_incoming_webhook_payload(channel: SlackChannel, slack: SlackHost) -> None:
+    slack.add(HOOK, body="ok")
     mrkdwn = "Report is *ready*: <https://example.com|open> &amp; enjoy"
     message = make_message(HOOK, text=mrkdwn)
     receipt = await channel.send(message, SlackOptions())
 
     assert receipt.detail == "accepted by Slack"
-    [(url, headers, body)] = sent(slack)
-    assert url == HOOK
-    assert headers["Content-Type"] == "application/json; charset=utf-8"
-    assert "Authorization" not in headers
-    assert body == {"attachments": [{"blocks": [
+    assert receipt.provider_status == 200
+    [sent] = slack.requests
+    assert sent.url == HOOK
+    assert sent.headers["Content-type"] == "application/json;charset=utf-8"
+    assert "Authorization" not in sent.headers
+    assert sent.body == {"text": FALLBACK, "blocks": [
         HEADER, {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}},
-    ]}]}
+    ]}
 
 
-async def test_bot_token_posts_to_the_channel(
-    channel: SlackChannel, slack: responses.RequestsMock
-) -> None:
-    slack.add(responses.POST, POST_MESSAGE, json={"ok": True, "channel": "C1", "ts": "1.2"})
-    await channel.send(make_message("#agents"), SlackOptions(bot_token=BOT, username="Agent"))
+async def test_bot_token_posts_to_the_channel(channel: SlackChannel, slack: SlackHost) -> None:
+    slack.add(POST_MESSAGE, json_body={"ok": True, "channel": "C1", "ts": "1.2"})
+    receipt = await channel.send(make_message("#agents"),
+                                 SlackOptions(bot_token=BOT, username="Agent"))
 
-    [(url, headers, body)] = sent(slack)
-    assert url == POST_MESSAGE
-    assert headers["Authorization"] == f"Bearer {BOT}"
-    assert body == {
-        "attachments": [{"blocks": [
-            HEADER, {"type": "section",
-                     "text": {"type": "mrkdwn", "text": "The agent says: all done."}},
-        ]}],
-        "username": "Agent",
-        "channel": "#agents",
-    }
+    assert (receipt.provider_status, receipt.provider_id) == (200, "1.2")
+    [sent] = slack.requests
+    assert sent.url == POST_MESSAGE
+    assert sent.headers["Authorization"] == f"Bearer {BOT}"
+    assert sent.body == {"channel": "#agents", "text": FALLBACK, "blocks": [HEADER, SECTION],
+                         "username": "Agent"}
 
 
 async def test_bot_token_from_environment(
-    channel: SlackChannel, slack: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+    channel: SlackChannel, slack: SlackHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT)
-    slack.add(responses.POST, POST_MESSAGE, json={"ok": True})
+    monkeypatch.setenv("SLACK_BOT_TOKEN", f"  {BOT} ")
+    slack.add(POST_MESSAGE, json_body={"ok": True})
     await channel.send(make_message("C0123ABCD"), SlackOptions())
-    [(_, headers, body)] = sent(slack)
-    assert headers["Authorization"] == f"Bearer {BOT}"
-    assert isinstance(body, dict) and body["channel"] == "#C0123ABCD"
+    [sent] = slack.requests
+    assert sent.headers["Authorization"] == f"Bearer {BOT}"
+    assert isinstance(sent.body, dict) and sent.body["channel"] == "C0123ABCD"
 
 
 async def test_channel_through_the_configured_webhook(
-    channel: SlackChannel, slack: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+    channel: SlackChannel, slack: SlackHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLACK_WEBHOOK_URL", OTHER_HOOK)
-    slack.add(responses.POST, OTHER_HOOK, body="ok")
+    slack.add(OTHER_HOOK, body="ok")
     await channel.send(make_message("#ops"), SlackOptions())
-    [(url, _, body)] = sent(slack)
-    assert url == OTHER_HOOK
-    assert isinstance(body, dict) and body["channel"] == "#ops"
+    [sent] = slack.requests
+    assert sent.url == OTHER_HOOK
+    assert isinstance(sent.body, dict) and sent.body["channel"] == "#ops"
 
 
 async def test_template_blocks_replace_the_default_layout(
-    channel: SlackChannel, slack: responses.RequestsMock
+    channel: SlackChannel, slack: SlackHost
 ) -> None:
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": "Agent finished"}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Task*\ntask-42"}]},
         {"type": "divider"},
     ]
-    slack.add(responses.POST, HOOK, body="ok")
+    slack.add(HOOK, body="ok")
     await channel.send(make_message(HOOK, data={"blocks": blocks}), SlackOptions())
-    [(_, _, body)] = sent(slack)
-    assert body == {"attachments": [{"blocks": blocks}]}
+    [sent] = slack.requests
+    assert sent.body == {"text": FALLBACK, "blocks": blocks}
 
 
-async def test_malformed_blocks_are_permanent(channel: SlackChannel) -> None:
+async def test_malformed_blocks_are_permanent(channel: SlackChannel, slack: SlackHost) -> None:
     with pytest.raises(PermanentDeliveryError, match="Block Kit"):
         await channel.send(make_message(HOOK, data={"blocks": [{"text": "no type"}]}),
                            SlackOptions())
+    assert slack.requests == []
 
 
 @pytest.mark.parametrize(
@@ -142,37 +181,71 @@ async def test_malformed_blocks_are_permanent(channel: SlackChannel) -> None:
     ],
 )
 async def test_webhook_status_mapping(
-    channel: SlackChannel, slack: responses.RequestsMock, status: int, body: str,
-    error: type[Exception],
+    channel: SlackChannel, slack: SlackHost, status: int, body: str, error: type[Exception],
 ) -> None:
-    slack.add(responses.POST, HOOK, body=body, status=status)
+    slack.add(HOOK, body=body, status=status)
     with pytest.raises(error) as info:
         await channel.send(make_message(HOOK), SlackOptions())
     assert getattr(info.value, "status", None) == status
+    assert f"HTTP {status}" in str(info.value)
+    assert body in str(info.value)
     assert "SECRET" not in str(info.value)
     assert "hooks.slack.com/services/***" in str(info.value)
+    assert len(slack.requests) == 1  # the SDK does not retry: the gateway's policy decides
 
 
-async def test_bot_api_error_is_permanent(
-    channel: SlackChannel, slack: responses.RequestsMock
+@pytest.mark.parametrize("url", [HOOK, POST_MESSAGE])
+async def test_rate_limit_passes_retry_after_on(
+    channel: SlackChannel, slack: SlackHost, url: str
 ) -> None:
-    slack.add(responses.POST, POST_MESSAGE, json={"ok": False, "error": "channel_not_found"})
-    with pytest.raises(PermanentDeliveryError) as info:
+    slack.add(url, status=429, json_body={"ok": False, "error": "ratelimited"},
+              headers={"Retry-After": "17"})
+    target = HOOK if url == HOOK else "#agents"
+    with pytest.raises(TransientDeliveryError) as info:
+        await channel.send(make_message(target), SlackOptions(bot_token=BOT))
+    assert (info.value.status, info.value.retry_after) == (429, 17.0)
+    assert len(slack.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, TransientDeliveryError), (401, PermanentDeliveryError)]
+)
+async def test_bot_api_http_status_mapping(
+    channel: SlackChannel, slack: SlackHost, status: int, error: type[Exception]
+) -> None:
+    slack.add(POST_MESSAGE, status=status, body="upstream trouble")
+    with pytest.raises(error) as info:
+        await channel.send(make_message("#agents"), SlackOptions(bot_token=BOT))
+    assert getattr(info.value, "status", None) == status
+    assert "SECRET" not in str(info.value)
+
+
+async def test_bot_api_error_is_permanent(channel: SlackChannel, slack: SlackHost) -> None:
+    slack.add(POST_MESSAGE, json_body={"ok": False, "error": "channel_not_found"})
+    with pytest.raises(PermanentDeliveryError, match="channel_not_found") as info:
         await channel.send(make_message("#nowhere"), SlackOptions(bot_token=BOT))
     assert "SECRET" not in str(info.value)
 
 
-async def test_connection_error_is_transient(
-    channel: SlackChannel, slack: responses.RequestsMock
-) -> None:
-    slack.add(responses.POST, HOOK, body=requests.ConnectionError("connection reset"))
-    with pytest.raises(TransientDeliveryError, match="could not connect"):
+async def test_bot_api_outage_is_transient(channel: SlackChannel, slack: SlackHost) -> None:
+    slack.add(POST_MESSAGE, json_body={"ok": False, "error": "service_unavailable"})
+    with pytest.raises(TransientDeliveryError, match="service_unavailable"):
+        await channel.send(make_message("#agents"), SlackOptions(bot_token=BOT))
+
+
+async def test_connection_error_is_transient(channel: SlackChannel, slack: SlackHost) -> None:
+    slack.add(HOOK, error=ConnectionResetError("connection reset"))
+    with pytest.raises(TransientDeliveryError, match="could not connect") as info:
         await channel.send(make_message(HOOK), SlackOptions())
+    assert "SECRET" not in str(info.value)
 
 
-async def test_channel_without_credentials_is_permanent(channel: SlackChannel) -> None:
+async def test_channel_without_credentials_is_permanent(
+    channel: SlackChannel, slack: SlackHost
+) -> None:
     with pytest.raises(PermanentDeliveryError, match="SLACK_BOT_TOKEN"):
         await channel.send(make_message("#general"), SlackOptions())
+    assert slack.requests == []
 
 
 @pytest.mark.parametrize(
@@ -229,3 +302,13 @@ def test_default_blocks_respect_slack_limits() -> None:
     assert [b["type"] for b in blocks] == ["header", "section", "section", "section"]
     assert len(blocks[0]["text"]["text"]) == 150
     assert "".join(b["text"]["text"] for b in blocks[1:]) == "x" * 7000
+
+
+async def test_the_webhook_secret_never_reaches_a_log_line(
+    channel: SlackChannel, slack: SlackHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the SDK would log the webhook URL at debug level
+    slack.add(HOOK, status=500, body="oops")
+    with pytest.raises(TransientDeliveryError):
+        await channel.send(make_message(HOOK), SlackOptions())
+    assert slack.requests and "SECRET" not in caplog.text

@@ -38,11 +38,10 @@ from gateway.api._operations import OPERATIONS
 from gateway.api._probes import healthz, openapi, readyz
 from gateway.api._single_flight import SingleFlight
 from gateway.api._tasks import add_subscription, cancel_subscription, create_task, get_task
-from gateway.api._trace import HttpServerSpans
+from gateway.api._trace import http_server_spans
 from gateway.api.restate_link import RestateLink
 from gateway.durable import Runtime
 from gateway.observability import metrics as _metrics
-from gateway.observability import trace as _trace
 
 __all__ = ["OPERATIONS", "ApiSettings", "FrontDoor", "create_api"]
 
@@ -74,5 +73,5 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
                     "them. Errors are JSON: {error, message, fields}.",
     )
     boundary = ErrorBoundary(app)
-    traced = HttpServerSpans(boundary) if _trace.enabled() else boundary
+    traced = http_server_spans(boundary, app.routes)
     return BodyLimits(traced, lambda: door.settings.limits.body_timeout), door

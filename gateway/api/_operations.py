@@ -3,6 +3,7 @@ routes and the OpenAPI document are both made."""
 
 from __future__ import annotations
 
+from gateway.api._inbound import receive_hook
 from gateway.api._models import (
     SUBSCRIPTION_ID_PATTERN,
     TASK_ID_PATTERN,
@@ -14,6 +15,8 @@ from gateway.api._models import (
     TaskCreated,
 )
 from gateway.api._openapi import Header, Operation, PathParam
+from gateway.api._probes import healthz, readyz
+from gateway.api._tasks import add_subscription, cancel_subscription, create_task, get_task
 from gateway.core import DeliveryReceipt, TaskStatus
 
 __all__ = ["OPERATIONS"]
@@ -34,23 +37,27 @@ OPERATIONS: tuple[Operation, ...] = (
               description="Idempotent: the task id, else the Idempotency-Key header, names the "
                           "task; a task runs once per id. Ids starting with hook- belong to "
                           "inbound hooks (422). A key of a tenant names its tenant's tasks, "
-                          "which other keys cannot see (404)."),
+                          "which other keys cannot see (404).",
+              endpoint=create_task),
     Operation("get", "/v1/tasks/{task_id}", "getTask", "A task's state, result and deliveries",
               "read", {200: ("The task.", TaskStatus)}, errors=(401, 403, 404),
-              params=(_TASK,)),
+              params=(_TASK,),
+              endpoint=get_task),
     Operation("post", "/v1/tasks/{task_id}/subscriptions", "addSubscription",
               "Subscribe to a task, at any time", "subscribe",
               {201: ("Subscribed (the same subscriber again is the same subscription).",
                      SubscriptionOut)},
               errors=(400, 401, 403, 404, 408, 413, 422), request=SubscriptionCreate,
               params=(_TASK,),
-              description="After the task finished, the outcome is delivered at once."),
+              description="After the task finished, the outcome is delivered at once.",
+              endpoint=add_subscription),
     Operation("delete", "/v1/tasks/{task_id}/subscriptions/{subscription_id}",
               "cancelSubscription", "Cancel a subscription still waiting", "subscribe",
               {200: ("Cancelled: the receipt.", DeliveryReceipt)},
               errors=(401, 403, 404, 409),
               params=(_TASK, PathParam("subscription_id", SUBSCRIPTION_ID_PATTERN,
-                                       "The subscription id (s_...)."))),
+                                       "The subscription id (s_...).")),
+              endpoint=cancel_subscription),
     Operation("post", "/v1/hooks/{source}", "receiveHook", "Inbound webhook of a source", None,
               {201: ("A task was started.", TaskCreated),
                200: ("A retry of a delivery seen before: the same task.", TaskCreated)},
@@ -65,9 +72,12 @@ OPERATIONS: tuple[Operation, ...] = (
                           "header); a signed timestamp more than 5 minutes off is refused; "
                           "what the signature covers names the task (the delivery id when "
                           "signed or timestamped, else the body's digest), so neither a retry "
-                          "nor a replay runs anything twice."),
+                          "nor a replay runs anything twice.",
+              endpoint=receive_hook),
     Operation("get", "/healthz", "healthz", "The process is up", None,
-              {200: ("Up.", Health)}),
+              {200: ("Up.", Health)},
+              endpoint=healthz),
     Operation("get", "/readyz", "readyz", "Restate is reachable",
-              None, {200: ("Ready.", Readiness), 503: ("Not ready, and why.", Readiness)}),
+              None, {200: ("Ready.", Readiness), 503: ("Not ready, and why.", Readiness)},
+              endpoint=readyz),
 )

@@ -22,22 +22,18 @@ error boundary).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from gateway.api._door import ApiSettings, FrontDoor
 from gateway.api._errors import EXCEPTION_HANDLERS, ErrorBoundary
-from gateway.api._inbound import receive_hook
 from gateway.api._limits import BodyLimits
 from gateway.api._openapi import openapi_document
 from gateway.api._operations import OPERATIONS
-from gateway.api._probes import healthz, openapi, readyz
+from gateway.api._probes import openapi
 from gateway.api._single_flight import SingleFlight
-from gateway.api._tasks import add_subscription, cancel_subscription, create_task, get_task
 from gateway.api._trace import http_server_spans
 from gateway.api.restate_link import RestateLink
 from gateway.durable import Runtime
@@ -55,13 +51,7 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
     the process's runtime, or a function returning the current one."""
     get_runtime = runtime if callable(runtime) else (lambda: runtime)
     door = FrontDoor(settings, get_runtime, restate)
-    handlers: dict[str, Callable[[Request], Any]] = {
-        "createTask": create_task, "getTask": get_task, "addSubscription": add_subscription,
-        "cancelSubscription": cancel_subscription, "receiveHook": receive_hook,
-        "healthz": healthz, "readyz": readyz,
-    }
-    routes = [Route(op.path, handlers[op.operation_id], methods=[op.method.upper()])
-              for op in OPERATIONS]
+    routes = [op.route() for op in OPERATIONS]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     waiting = SingleFlight(restate.refresh_metrics, ttl=METRICS_REFRESH_SECONDS)
     routes.append(Route("/metrics", _metrics.metrics_endpoint(waiting), methods=["GET"]))

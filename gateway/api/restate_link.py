@@ -69,11 +69,14 @@ class RestateLink:
             await client.aclose()
 
     async def _request(self, method: str, url: str, body: bytes | None = None,
-                       accept: str | None = None) -> httpx.Response:
+                       accept: str | None = None,
+                       idempotency_key: str | None = None) -> httpx.Response:
         """A request to the admin API."""
         headers = {"content-type": "application/json"} if body else {}
         if accept:
             headers["accept"] = accept
+        if idempotency_key:
+            headers["idempotency-key"] = idempotency_key
         try:
             return await self.client.request(method, url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -1,6 +1,8 @@
 """The HTTP front door: API keys and tenants, the endpoints and their OpenAPI document,
-inbound hooks, body limits, and the link to Restate's ingress. A new endpoint goes in
-``front_door`` (its request and response models in ``_models``). Names load on first use."""
+inbound hooks, body limits, and the link to Restate's ingress. A new endpoint is a handler
+(``_tasks``, ``_inbound``, ``_probes``, or a new small module), its row in ``_operations``
+(which makes its route and its OpenAPI entry) and its models in ``_models``; ``front_door``
+assembles the app. Names load on first use."""
 
 from typing import TYPE_CHECKING
 

@@ -1,17 +1,29 @@
 """The OpenAPI 3.1 document of the API, generated from its operations and pydantic models.
 
 Request bodies use the models' validation schemas, responses their serialisation schemas,
-so the document says exactly what the handlers accept and return.
+so the document says exactly what the handlers accept and return. Each :class:`Operation`
+also carries its endpoint: the routes are made from the same rows, so a route cannot be
+missing from the document nor the document describe a route that does not exist.
+
+A small generator on Starlette rather than FastAPI: the schemas are pydantic's own
+(``models_json_schema``), as FastAPI's would be; but FastAPI validates bodies before the
+handler with its own 422 format, reads the body whole before any limit (the API reads it
+under ``api.max_body_bytes`` and ``api.body_timeout`` itself) and turns every error into
+``{"detail": ...}``, so keeping the API's JSON errors ``{error, message, fields}`` would mean
+overriding most of what it adds, for one more dependency and a second request path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.api._models import ErrorBody
 
@@ -60,6 +72,13 @@ class Operation:
     headers: Sequence[Header] = ()
     response_headers: dict[int, Sequence[str]] = field(default_factory=dict)
     description: str = ""
+    #: the handler serving it
+    endpoint: Callable[[Request], Awaitable[Response]] | None = None
+
+    def route(self) -> Route:
+        if self.endpoint is None:
+            raise ValueError(f"operation {self.operation_id} has no endpoint")
+        return Route(self.path, self.endpoint, methods=[self.method.upper()])
 
 
 Refs = dict[tuple[Any, str], Any]

@@ -1,6 +1,7 @@
-"""Spans of the HTTP API: one SERVER span per request (HTTP semantic conventions), the span
-that accepts a task, and the W3C ``traceparent`` of the current span on every call to the
-Restate ingress, which starts the task's trace in Restate (see :mod:`gateway.observability.trace`).
+"""Spans of the HTTP API: one SERVER span per request (HTTP semantic conventions, made by
+``opentelemetry-instrumentation-asgi``), the span that accepts a task, and the W3C
+``traceparent`` of the current span on every call to the Restate ingress, which starts the
+task's trace in Restate (see :mod:`gateway.observability.trace`).
 
 Only installed when tracing is on (:func:`gateway.observability.trace.enabled`); probes and
 ``/metrics`` are not traced.
@@ -8,62 +9,47 @@ Only installed when tracing is on (:func:`gateway.observability.trace.enabled`);
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Scope
 
 from gateway.observability import trace as _trace
 
-__all__ = ["HttpServerSpans", "accept_task", "inject"]
+__all__ = ["accept_task", "http_server_spans", "inject"]
 
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
-_propagator = TraceContextTextMapPropagator()
 
 
-class HttpServerSpans:
-    """ASGI middleware: a SERVER span per request, continuing the caller's trace."""
+def http_server_spans(app: ASGIApp, routes: Sequence[BaseRoute]) -> ASGIApp:
+    """``app`` with a SERVER span per request by ``opentelemetry-instrumentation-asgi`` (the
+    caller's ``traceparent`` continued, the stable HTTP semantic conventions), named
+    ``{method} {route}`` after the route of ``routes`` the request matches; ``app`` itself when
+    tracing is off."""
+    tracer = _trace.active_tracer()
+    if tracer is None:
+        return app
+    # the stable HTTP attribute names (http.request.method, http.response.status_code...);
+    # read by the instrumentation when its first middleware is made
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+        method = str(scope.get("method", "HTTP"))
+        for route in routes:
+            match, _ = route.matches(scope)
+            path = getattr(route, "path", None)
+            if match is Match.FULL and path:
+                return f"{method} {path}", {"http.route": path}
+        return method, {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tracer = _trace.active_tracer()
-        if scope["type"] != "http" or tracer is None or scope.get("path") in UNTRACED:
-            await self.app(scope, receive, send)
-            return
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
-                   if k in (b"traceparent", b"tracestate")}
-        parent = _propagator.extract(carrier) if carrier else otel_context.Context()
-        method = str(scope.get("method", "GET"))
-        attributes: dict[str, Any] = {"http.request.method": method,
-                                      "url.path": str(scope.get("path", "")),
-                                      "url.scheme": str(scope.get("scheme", "http"))}
-        status: list[int] = []
-
-        async def tracked(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(int(message["status"]))
-            await send(message)
-
-        with tracer.start_as_current_span(method, parent, SpanKind.SERVER, attributes,
-                                          record_exception=False) as span:
-            try:
-                await self.app(scope, receive, tracked)
-            finally:
-                route = scope.get("route")
-                path = getattr(route, "path", None)
-                if path:
-                    span.update_name(f"{method} {path}")
-                    span.set_attribute("http.route", path)
-                if status:
-                    span.set_attribute("http.response.status_code", status[0])
-                    if status[0] >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                        span.set_attribute("error.type", str(status[0]))
+    middleware: ASGIApp = OpenTelemetryMiddleware(
+        app, excluded_urls=",".join(f"{p}$" for p in UNTRACED), default_span_details=span_details,
+        tracer=tracer, exclude_spans=["receive", "send"])
+    return middleware
 
 
 def accept_task(task_id: str, agent: str, subscriptions: int, hook: str | None = None) -> Any:

@@ -17,34 +17,23 @@ import httpx
 
 from gateway.api._trace import inject
 from gateway.core import DeliveryReceipt, Subscription, TaskStatus
-from gateway.durable.ingress_urls import CONNECT_ERRORS, IngressUrls, shown
+from gateway.durable.ingress import (
+    SERVICE,
+    HandlerRefused,
+    Ingress,
+    IngressCall,
+    RestateFailed,
+    answer,
+    message,
+    quoted_key,
+)
 from gateway.observability.metrics import SUBSCRIPTIONS_WAITING
 
-__all__ = ["RestateFailed", "RestateLink", "Started"]
+__all__ = ["HandlerRefused", "RestateFailed", "RestateLink", "Started"]
 
 log = logging.getLogger("gateway.api")
 
-SERVICE = "AsyncNotificationsAgent"
 RECEIPTS = "TaskDeliveries"
-
-
-class RestateFailed(Exception):
-    """Restate could not be reached, or answered what the gateway does not expect."""
-
-    def __init__(self, message: str, *, status: int | None = None,
-                 reachable: bool = True) -> None:
-        super().__init__(message)
-        #: Restate's HTTP status (None: no answer)
-        self.status = status
-        self.reachable = reachable
-
-
-class HandlerRefused(Exception):
-    """A handler refused its input (Restate answered 4xx); the message is the handler's."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -54,15 +43,12 @@ class Started:
     new: bool
 
 
-def _key(value: str) -> str:
-    return httpx.URL("/" + value).raw_path.decode()[1:]  # percent-encode the key
-
-
 class RestateLink:
     """Calls the gateway's handlers through the Restate ingress, and the admin API."""
 
     def __init__(self, ingress_url: str, admin_url: str, *, timeout: float = 30.0) -> None:
-        self.ingress = IngressUrls(ingress_url)  # one URL, or several separated by commas
+        self._ingress = Ingress(ingress_url)  # one URL, or several separated by commas
+        self.ingress = self._ingress.urls
         self.ingress_url = str(self.ingress)
         self.admin_url = admin_url.rstrip("/")
         self._timeout = timeout
@@ -84,69 +70,34 @@ class RestateLink:
 
     async def _request(self, method: str, url: str, body: bytes | None = None,
                        accept: str | None = None,
-                       idempotency_key: str | None = None, task_id: str | None = None,
-                       handler: str = "") -> httpx.Response:
-        try:
-            return await self._send(method, url, body, accept, idempotency_key, task_id, handler)
-        except httpx.HTTPError as exc:
-            where = url.split("/restate/")[0] if "/restate/" in url else self.admin_url
-            raise RestateFailed(f"Restate at {where} is not reachable ({type(exc).__name__})",
-                                reachable=False) from None
-
-    async def _ingress_request(self, method: str, path: str, body: bytes | None = None,
-                               idempotency_key: str | None = None, task_id: str | None = None,
-                               handler: str = "") -> httpx.Response:
-        """``path`` on the first ingress URL that takes the connection (see the module doc)."""
-        failed: list[str] = []
-        for base in self.ingress.in_order():
-            try:
-                r = await self._send(method, base + path, body, None, idempotency_key, task_id,
-                                     handler)
-            except CONNECT_ERRORS as exc:
-                failed.append(type(exc).__name__)
-                if len(self.ingress.urls) > 1:
-                    log.warning("Restate ingress %s refused the connection (%s); trying the "
-                                "next one", shown(base), type(exc).__name__)
-                continue
-            except httpx.HTTPError as exc:  # sent, then failed: not repeated elsewhere
-                raise RestateFailed(f"Restate at {shown(base)} is not reachable "
-                                    f"({type(exc).__name__})", reachable=False) from None
-            self.ingress.answered(base)
-            return r
-        raise RestateFailed(f"Restate at {self.ingress_url} is not reachable "
-                            f"({', '.join(failed)})", reachable=False)
-
-    async def _send(self, method: str, url: str, body: bytes | None, accept: str | None,
-                    idempotency_key: str | None, task_id: str | None = None,
-                    handler: str = "") -> httpx.Response:
+                       idempotency_key: str | None = None) -> httpx.Response:
+        """A request to the admin API."""
         headers = {"content-type": "application/json"} if body else {}
         if accept:
             headers["accept"] = accept
         if idempotency_key:
             headers["idempotency-key"] = idempotency_key
-        inject(headers, task_id, handler)  # the task's trace, also when this process does not
-        # trace: Restate's spans of the call join it
-        return await self.client.request(method, url, content=body, headers=headers)
+        try:
+            return await self.client.request(method, url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RestateFailed(f"Restate at {self.admin_url} is not reachable "
+                                f"({type(exc).__name__})", reachable=False) from None
 
-    def _handler_path(self, service: str, key: str, handler: str, *, send: bool = False) -> str:
-        kind = "send" if send else "call"
-        return f"/restate/{kind}/{service}/{_key(key)}/{handler}"
+    async def _ingress_request(self, call: IngressCall) -> httpx.Response:
+        return await self._ingress.send(self.client, call)
+
+    def _handler(self, key: str, handler: str, body: bytes | None, *, send: bool = False,
+                 service: str = SERVICE, idempotency_key: str | None = None) -> IngressCall:
+        traceparent: dict[str, str] = {}
+        inject(traceparent, key, handler)  # the task's trace, also when this process does
+        # not trace: Restate's spans of the call join it
+        return IngressCall.handler(key, handler, body, send=send, service=service,
+                                   idempotency_key=idempotency_key, traceparent=traceparent)
 
     async def _call(self, service: str, key: str, handler: str, body: bytes | None,
                     *, send: bool = False) -> Any:
-        r = await self._ingress_request("POST", self._handler_path(service, key, handler,
-                                                                  send=send), body,
-                                        task_id=key, handler=handler)
-        if 400 <= r.status_code < 500:
-            raise HandlerRefused(_message(r), r.status_code)
-        if r.status_code >= 300:
-            raise RestateFailed(f"{service}/{handler} answered HTTP {r.status_code}: "
-                                f"{_message(r)}", status=r.status_code)
-        try:
-            return r.json()
-        except ValueError:
-            raise RestateFailed(f"{service}/{handler} answered no JSON",
-                                status=r.status_code) from None
+        call = self._handler(key, handler, body, send=send, service=service)
+        return answer(await self._ingress_request(call), call.what)
 
     async def start(self, task_id: str, request_json: bytes) -> Started:
         """Send ``run`` (without waiting for it); a key started before is not started again."""
@@ -169,14 +120,13 @@ class RestateLink:
     async def exists(self, task_id: str) -> bool:
         """Whether a task with this id was ever started (and is within its retention): its
         workflow output is there, or not there yet (HTTP 470)."""
-        r = await self._ingress_request("GET", f"/restate/workflow/{SERVICE}/{_key(task_id)}"
-                                               "/output")
+        r = await self._ingress_request(IngressCall.workflow_output(task_id))
         if r.status_code in (200, 470) or _source(r) == "invocation":  # done, running, failed
             return True
         if r.status_code == 404:
             return False
         raise RestateFailed(f"the workflow output of a task answered HTTP {r.status_code}: "
-                            f"{_message(r)}", status=r.status_code)
+                            f"{message(r)}", status=r.status_code)
 
     async def mark_cancelled(self, task_id: str, seen: DeliveryReceipt) -> DeliveryReceipt:
         """The receipt marked cancelled, or as it is when it is final already."""
@@ -196,7 +146,7 @@ class RestateLink:
             {"query": query}).encode(), accept="application/json")
         if r.status_code != 200:
             raise RestateFailed(f"the admin query of invocations answered HTTP "
-                                f"{r.status_code}: {_message(r)}", status=r.status_code)
+                                f"{r.status_code}: {message(r)}", status=r.status_code)
         rows = r.json().get("rows", [])
         return str(rows[0]["id"]) if rows else None
 
@@ -206,23 +156,21 @@ class RestateLink:
         which ends at once, and delivers nothing. The id of the invocation holding the key
         (the task's own, if it got there first: the caller cancels it)."""
         body = json.dumps({"cancelled": subscription_id}).encode()
-        r = await self._ingress_request("POST", self._handler_path(SERVICE, task_id, "on_notify",
-                                                                  send=True),
-                                        body, idempotency_key=subscription_id, task_id=task_id,
-                                        handler="on_notify")
+        r = await self._ingress_request(self._handler(task_id, "on_notify", body, send=True,
+                                                      idempotency_key=subscription_id))
         if r.status_code >= 300:
             raise RestateFailed(f"holding back subscriber {subscription_id} answered HTTP "
-                                f"{r.status_code}: {_message(r)}", status=r.status_code)
+                                f"{r.status_code}: {message(r)}", status=r.status_code)
         return str(r.json()["invocationId"])
 
     async def cancel_invocation(self, invocation_id: str) -> None:
         """Ask Restate to cancel an invocation (admin API); one that already ended is fine."""
-        url = f"{self.admin_url}/invocations/{_key(invocation_id)}/cancel"
+        url = f"{self.admin_url}/invocations/{quoted_key(invocation_id)}/cancel"
         r = await self._request("PATCH", url)
         if r.status_code in (200, 202, 404, 409):  # cancelled, will be, gone, already completed
             return
         raise RestateFailed(f"cancelling invocation {invocation_id} answered HTTP "
-                            f"{r.status_code}: {_message(r)}", status=r.status_code)
+                            f"{r.status_code}: {message(r)}", status=r.status_code)
 
     async def refresh_metrics(self) -> None:
         """Update the scrape-time gauges: subscriptions whose ``on_notify`` has not finished
@@ -254,7 +202,7 @@ class RestateLink:
     async def _not_ready(self) -> tuple[str, str] | None:
         """(why, for the caller; why, for the log) or None."""
         try:
-            health = await self._ingress_request("GET", "/restate/health")
+            health = await self._ingress_request(IngressCall("GET", "/restate/health"))
             admin = await self._request("GET", f"{self.admin_url}/health")
         except RestateFailed as exc:
             return "Restate is not reachable", str(exc)
@@ -265,16 +213,6 @@ class RestateLink:
             why = f"the Restate admin API answered HTTP {admin.status_code} to its health check"
             return why, why
         return None
-
-
-def _message(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-    except ValueError:
-        return r.text.strip()[:500] or f"HTTP {r.status_code}"
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return str(data["message"])
-    return r.text.strip()[:500]
 
 
 def _source(r: httpx.Response) -> str | None:

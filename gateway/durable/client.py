@@ -22,12 +22,10 @@ from gateway.core import (
     TaskStatus,
     UserInputError,
 )
-from gateway.durable.ingress_urls import CONNECT_ERRORS, IngressUrls
+from gateway.durable.ingress import Ingress, IngressCall, RestateFailed
 from gateway.observability.trace import TRACEPARENT, task_traceparent
 
 __all__ = ["ApiClient", "GatewayClient", "Submitted"]
-
-SERVICE = "AsyncNotificationsAgent"
 
 
 @dataclass(frozen=True)
@@ -42,11 +40,11 @@ class Submitted:
 
 class GatewayClient:
     """Talks to a Restate ingress that serves the gateway (several URLs, comma-separated: the
-    next one is tried when a connection cannot be made; see :mod:`gateway.durable.ingress_urls`)."""
+    next one is tried when a connection cannot be made; see :mod:`gateway.durable.ingress`)."""
 
     def __init__(self, ingress_url: str, *, timeout: float = 30.0,
                  client: httpx.Client | None = None) -> None:
-        self._ingress = IngressUrls(ingress_url)
+        self._ingress = Ingress(ingress_url, log_failover=False)
         self.ingress_url = str(self._ingress)
         self._http = client or httpx.Client(timeout=timeout)
 
@@ -59,49 +57,31 @@ class GatewayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _url(self, task_id: str, handler: str, *, send: bool = False) -> str:
-        quoted = httpx.URL(f"/{task_id}").raw_path.decode()[1:]  # percent-encode the key
-        kind = "send" if send else "call"
-        return f"/restate/{kind}/{SERVICE}/{quoted}/{handler}"
-
-    def _post(self, path: str, body: bytes,
-              headers: dict[str, str] | None = None) -> httpx.Response:
-        content_type = {"content-type": "application/json"} if body else {}
-        response = self._send(path, body, {**content_type, **(headers or {})})
+    def _post(self, task_id: str, handler: str, body: bytes, *,
+              send: bool = False) -> httpx.Response:
+        call = IngressCall.handler(task_id, handler, body, send=send,
+                                   traceparent=_traced(task_id, handler))
+        try:
+            response = self._ingress.send_sync(self._http, call)
+        except RestateFailed as exc:
+            raise EngineError(
+                f"cannot reach the Restate ingress at {self.ingress_url} ({exc.last_error}); is "
+                "`gateway up` running? (or pass --ingress-url / set "
+                "GATEWAY_RESTATE_INGRESS_URL)") from None
         if response.status_code >= 400:
             raise _error_from(response)
         return response
 
-    def _send(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        """``path`` on the first ingress URL that takes the connection; a request that was
-        sent and then failed is not repeated on another one."""
-        error: httpx.HTTPError | None = None
-        for base in self._ingress.in_order():
-            try:
-                response = self._http.post(base + path, content=body, headers=headers)
-            except CONNECT_ERRORS as exc:
-                error = exc
-                continue
-            except httpx.HTTPError as exc:
-                error = exc
-                break
-            self._ingress.answered(base)
-            return response
-        raise EngineError(
-            f"cannot reach the Restate ingress at {self.ingress_url} ({error}); is `gateway up` "
-            "running? (or pass --ingress-url / set GATEWAY_RESTATE_INGRESS_URL)")
-
     def submit(self, task_id: str, request: TaskRequest) -> Submitted:
         body = request.model_dump_json(exclude_defaults=True).encode()
-        r = self._post(self._url(task_id, "run", send=True), body, _traced(task_id, "run"))
+        r = self._post(task_id, "run", body, send=True)
         data = r.json()
         new = str(data.get("status", "")) != "PreviouslyAccepted"
         added = len(request.subscriptions)
         if not new and request.subscriptions:  # a repeat: its new subscribers join
             subs = json.dumps([s.model_dump(mode="json", exclude_defaults=True)
                                for s in request.subscriptions]).encode()
-            added = len(self._post(self._url(task_id, "add_subscribers"), subs,
-                                   _traced(task_id, "add_subscribers")).json()["added"])
+            added = len(self._post(task_id, "add_subscribers", subs).json()["added"])
         return Submitted(task_id, data.get("invocationId"), new=new, added=added)
 
     def subscribe(self, task_id: str, subscriber: Subscription | str) -> dict[str, Any]:
@@ -109,12 +89,11 @@ class GatewayClient:
             subscriber if isinstance(subscriber, str)
             else subscriber.model_dump(mode="json", exclude_defaults=True)
         ).encode()
-        result: dict[str, Any] = self._post(self._url(task_id, "subscribe"), body,
-                                            _traced(task_id, "subscribe")).json()
+        result: dict[str, Any] = self._post(task_id, "subscribe", body).json()
         return result
 
     def status(self, task_id: str) -> TaskStatus:
-        r = self._post(self._url(task_id, "status"), b"", _traced(task_id, "status"))
+        r = self._post(task_id, "status", b"")
         return TaskStatus.model_validate(r.json())
 
     def wait(self, task_id: str, timeout: float, *, deliveries: bool = True,

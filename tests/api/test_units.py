@@ -174,3 +174,34 @@ def test_an_unexpected_error_is_a_json_500_that_says_nothing_inside(
     assert r.json() == {"error": "internal", "message": "unexpected error; it has been logged",
                         "fields": []}
     assert "RuntimeError" in caplog.text and "/srv/secret/path" not in caplog.text
+
+
+def test_the_document_describes_exactly_the_routes_the_api_serves() -> None:
+    """The routes are made from the operations: each documented method of each path answers
+    something other than 404/405, and a method the document does not list is 405."""
+    from starlette.testclient import TestClient
+
+    from gateway.api import ApiSettings, RestateLink, create_api
+    from gateway.durable import Runtime
+
+    def no_runtime() -> Runtime:
+        raise AssertionError("not reached: every request here is refused before")
+
+    settings = ApiSettings(KeyRing([]), {})
+    app, _ = create_api(settings, no_runtime,
+                        RestateLink("http://127.0.0.1:9", "http://127.0.0.1:9"))
+    with TestClient(app) as client:
+        document = client.get("/openapi.json").json()
+        served = {(op.method, op.path) for op in OPERATIONS}
+        documented = {(method, path) for path, methods in document["paths"].items()
+                      for method in methods}
+        assert documented == served
+        for method, path in sorted(documented):
+            if path in ("/healthz", "/readyz"):
+                continue
+            concrete = path.replace("{task_id}", "t-1").replace(
+                "{subscription_id}", "s_1").replace("{source}", "nosuch")
+            r = client.request(method.upper(), concrete)
+            assert r.status_code in (401, 404), (method, path, r.status_code, r.text)
+            assert "no such resource" not in r.json()["message"]  # what an unknown path says
+            assert client.request("PUT", concrete).status_code == 405

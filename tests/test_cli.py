@@ -108,7 +108,8 @@ def test_up_with_a_port_in_use_says_which(tmp_path: Path) -> None:
         r = subprocess.run(
             [sys.executable, "-m", "gateway", "up", "--data-dir", str(tmp_path / "data"),
              "--ingress-port", str(port), "--admin-port", str(free_port()),
-             "--node-port", str(free_port()), "--service-port", str(free_port())],
+             "--node-port", str(free_port()), "--service-port", str(free_port()),
+             "--api-port", str(free_port())],
             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 1
     assert f"port {port} (ingress)" in r.stderr and "--ingress-port" in r.stderr
@@ -154,7 +155,7 @@ class UpProcess:
 def test_up_serves_registers_prints_urls_and_a_restart_keeps_the_data(
     tmp_path: Path, config_file: Path, webhook_receiver: WebhookReceiver
 ) -> None:
-    ports = {name: free_port() for name in ("ingress", "admin", "node", "service")}
+    ports = {name: free_port() for name in ("ingress", "admin", "node", "service", "api")}
     up = UpProcess(tmp_path, config_file, ports)
     try:
         assert up.ready.wait(90), "\n".join(up.lines)

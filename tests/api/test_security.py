@@ -15,7 +15,7 @@ from gateway.api import RestateLink, create_api, hash_key
 from tests.api.conftest import KEYS, MAX_BODY, load_api
 from tests.api.helpers import new_id
 
-pytestmark = pytest.mark.restate
+pytestmark = [pytest.mark.restate, pytest.mark.edge_only]
 
 
 def auth(key: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from tests.api.conftest import KEYS, MAX_BODY, api_config_file, api_url
 from tests.api.helpers import new_id
 from tests.security.limited_api import ApiThread, serve_limited
 
-pytestmark = pytest.mark.restate
+pytestmark = [pytest.mark.restate, pytest.mark.edge_only]
 
 __all__ = ["api_config_file", "api_url", "serve_limited"]  # fixtures, used below
 

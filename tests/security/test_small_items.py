@@ -53,6 +53,7 @@ def waiting_figure(text: str) -> float:
 
 
 @pytest.mark.restate
+@pytest.mark.edge_only
 async def test_500_concurrent_scrapes_make_one_query(
     serve_limited: Callable[..., ApiThread],
 ) -> None:

@@ -127,8 +127,10 @@ def _card(receipt: DeliveryReceipt, start: float | None, full_targets: bool) -> 
                           title=f"delivered by {via}"
                                 + (" (fallback)" if via != receipt.channel else "")))
     elif state.final:
+        said = receipt.history[-1].error if receipt.history else None
+        detail = "" if receipt.last_error == said else receipt.last_error or ""
         steps.append(Step(at=clock(receipt.updated_at), after=_after(receipt.updated_at, start),
-                          title=state.value, tone=tone, detail=receipt.last_error or ""))
+                          title=state.value, tone=tone, detail=detail))
     target = receipt.address if full_targets and receipt.address else receipt.target
     return SubscriberCard(
         subscription_id=receipt.subscription_id, channel=receipt.channel, target=target,

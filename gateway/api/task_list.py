@@ -34,6 +34,8 @@ __all__ = ["MAX_SCANNED", "TaskFilter", "TaskList", "TaskSummary", "list_tasks",
            "list_tasks_endpoint", "parse_filter"]
 
 MAX_SCANNED = 400
+#: index buckets read at once
+_PARALLEL = 8
 _DELIVERED = {DeliveryState.DELIVERED, DeliveryState.DELIVERED_BY_FALLBACK}
 _FAILED = {DeliveryState.FAILED, DeliveryState.REJECTED}
 _STATES = {s.value for s in TaskState}
@@ -138,14 +140,36 @@ def _summary(entry: dict[str, Any], status: TaskStatus, shown_id: str) -> TaskSu
                        **counts)
 
 
+async def _entries(link: RestateLink, query: dict[str, Any], buckets: list[str],
+                   before: str | None, want: int) -> tuple[list[dict[str, Any]], list[str],
+                                                         str | None]:
+    """Up to ``want`` index entries, newest first, from ``buckets`` (newest first; the first
+    read from ``before`` on), asking :data:`_PARALLEL` buckets at once; with the buckets and
+    the cursor to go on from."""
+    batch = buckets[:_PARALLEL]
+    pages = await asyncio.gather(*(
+        link._call(INDEX, bucket, "page", _json({**query, "limit": want,
+                                                 "before": before if i == 0 else None}))
+        for i, bucket in enumerate(batch)))
+    entries: list[dict[str, Any]] = []
+    for page in pages:
+        entries.extend(page)
+        if len(page) >= want or len(entries) >= want:  # that bucket may hold more
+            entries = entries[:want]
+            last = str(entries[-1]["cursor"])
+            rest = bucket_of(int(last.split(":")[1]) / 1_000_000)
+            return entries, [b for b in buckets if b <= rest], last
+    return entries, buckets[len(batch):], None
+
+
 async def list_tasks(link: RestateLink, caller: Caller, flt: TaskFilter) -> TaskList:
     """A page of the caller's tasks matching ``flt``, newest first."""
     before = _decode_cursor(flt.cursor)
     buckets: list[str] = await link._call(INDEX, BUCKETS_KEY, "list_buckets", None)
     if before is not None:
-        micros = int(before.split(":")[1])
-        last = bucket_of(micros / 1_000_000)
+        last = bucket_of(int(before.split(":")[1]) / 1_000_000)
         buckets = [b for b in buckets if b <= last]
+    buckets.reverse()
     query: dict[str, Any] = {"agent": flt.agent, "channel": flt.channel, "labels": flt.labels}
     if caller.tenant is not None:
         query["tenant"] = caller.tenant
@@ -153,27 +177,22 @@ async def list_tasks(link: RestateLink, caller: Caller, flt: TaskFilter) -> Task
     scanned = 0
     cursor: str | None = before
     last_seen: str | None = None
-    for bucket in reversed(buckets):
-        while len(rows) <= flt.limit and scanned < MAX_SCANNED:
-            want = flt.limit + 1 - len(rows) if flt.state is None else 50
-            entries: list[dict[str, Any]] = await link._call(
-                INDEX, bucket, "page", _json({**query, "before": cursor, "limit": want}))
-            statuses = await asyncio.gather(*(link.status(str(e["task_id"])) for e in entries))
-            for entry, status in zip(entries, statuses, strict=True):
-                scanned += 1
-                cursor = last_seen = str(entry["cursor"])
-                row = _summary(entry, status, caller_task_id(caller, str(entry["task_id"])))
-                if flt.state is None or row.state.value == flt.state:
-                    rows.append((cursor, row))
-            if len(entries) < want:
-                cursor = None  # this bucket is done: the next starts from its newest
-                break
-        if len(rows) > flt.limit or scanned >= MAX_SCANNED:
-            break
+    while buckets and len(rows) <= flt.limit and scanned < MAX_SCANNED:
+        want = flt.limit + 1 - len(rows) if flt.state is None else 50
+        entries, buckets, cursor = await _entries(link, query, buckets, cursor, want)
+        scanned += len(entries)
+        statuses = await asyncio.gather(*(link.status(str(e["task_id"])) for e in entries))
+        for entry, status in zip(entries, statuses, strict=True):
+            row = _summary(entry, status, caller_task_id(caller, str(entry["task_id"])))
+            if flt.state is None or row.state.value == flt.state:
+                rows.append((str(entry["cursor"]), row))
+        if entries:
+            last_seen = str(entries[-1]["cursor"])
     if len(rows) > flt.limit:
         return TaskList(tasks=[r for _, r in rows[:flt.limit]],
                         next_cursor=_encode_cursor(rows[flt.limit - 1][0]))
-    if scanned >= MAX_SCANNED and last_seen is not None:  # more to look at, few found yet
+    if scanned >= MAX_SCANNED and buckets and last_seen is not None:
+        # more to look at, few found yet: the next page goes on from the last one seen
         return TaskList(tasks=[r for _, r in rows], next_cursor=_encode_cursor(last_seen))
     return TaskList(tasks=[r for _, r in rows])
 

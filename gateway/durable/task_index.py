@@ -53,15 +53,12 @@ def record_task(ctx: Any, task_key: str, submitted_at: float, agent: str,
 
 
 async def _put(ctx: ObjectContext, entries: list[dict[str, Any]]) -> None:
-    fresh = await ctx.get("count", type_hint=int) is None
-    count = 0
+    """One state read (is the bucket new?) and one write per entry: a repeat of an entry
+    writes the same value again."""
     for entry in entries:
-        key = entry_key(float(entry["submitted_at"]), str(entry["task_id"]))
-        if await ctx.get(key, type_hint=dict) is None:
-            count += 1
-        ctx.set(key, entry)
-    ctx.set("count", (await ctx.get("count", type_hint=int) or 0) + count)
-    if fresh:
+        ctx.set(entry_key(float(entry["submitted_at"]), str(entry["task_id"])), entry)
+    if not await ctx.get("listed", type_hint=bool):
+        ctx.set("listed", True)
         ctx.object_send(add_bucket, key=BUCKETS_KEY, arg=ctx.key())
 
 

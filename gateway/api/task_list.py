@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from gateway.api._door import door_of
 from gateway.api._http import ApiError, json_response
+from gateway.api._status_cache import settled_status
 from gateway.api._tenancy import caller_task_id
 from gateway.api.auth import Caller
 from gateway.api.restate_link import RestateLink
@@ -141,12 +142,12 @@ def _summary(entry: dict[str, Any], status: TaskStatus, shown_id: str) -> TaskSu
 
 
 async def _entries(link: RestateLink, query: dict[str, Any], buckets: list[str],
-                   before: str | None, want: int) -> tuple[list[dict[str, Any]], list[str],
-                                                         str | None]:
+                   before: str | None, want: int, width: int) -> tuple[
+                       list[dict[str, Any]], list[str], str | None]:
     """Up to ``want`` index entries, newest first, from ``buckets`` (newest first; the first
-    read from ``before`` on), asking :data:`_PARALLEL` buckets at once; with the buckets and
-    the cursor to go on from."""
-    batch = buckets[:_PARALLEL]
+    read from ``before`` on), asking ``width`` buckets at once; with the buckets and the
+    cursor to go on from."""
+    batch = buckets[:width]
     pages = await asyncio.gather(*(
         link._call(INDEX, bucket, "page", _json({**query, "limit": want,
                                                  "before": before if i == 0 else None}))
@@ -177,11 +178,14 @@ async def list_tasks(link: RestateLink, caller: Caller, flt: TaskFilter) -> Task
     scanned = 0
     cursor: str | None = before
     last_seen: str | None = None
+    width = 1  # one bucket first (it often fills the page), then more at once
     while buckets and len(rows) <= flt.limit and scanned < MAX_SCANNED:
         want = flt.limit + 1 - len(rows) if flt.state is None else 50
-        entries, buckets, cursor = await _entries(link, query, buckets, cursor, want)
+        entries, buckets, cursor = await _entries(link, query, buckets, cursor, want, width)
+        width = min(width * 2, _PARALLEL)
         scanned += len(entries)
-        statuses = await asyncio.gather(*(link.status(str(e["task_id"])) for e in entries))
+        statuses = await asyncio.gather(*(settled_status(link, str(e["task_id"]))
+                                          for e in entries))
         for entry, status in zip(entries, statuses, strict=True):
             row = _summary(entry, status, caller_task_id(caller, str(entry["task_id"])))
             if flt.state is None or row.state.value == flt.state:

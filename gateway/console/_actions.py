@@ -12,7 +12,9 @@ from starlette.responses import RedirectResponse, Response
 from gateway.api._door import door_of, task_id_param
 from gateway.api._http import ApiError
 from gateway.api._models import SubscriptionCreate
+from gateway.api._status_cache import forget
 from gateway.api._tasks import cancel_for, subscribe_to
+from gateway.api._tenancy import workflow_key
 from gateway.console._access import PageError, check_csrf, viewer
 from gateway.console._pages import form_of
 from gateway.console._render import SECURITY_HEADERS, base_of
@@ -39,6 +41,7 @@ async def cancel(request: Request) -> Response:
                          str(request.path_params["subscription_id"]))
     except ApiError as exc:
         raise _refused(exc) from None
+    forget(door_of(request).restate, workflow_key(who.caller, task_id))
     return back_to_task(request, task_id)
 
 
@@ -56,4 +59,5 @@ async def subscribe(request: Request) -> Response:
         await subscribe_to(door_of(request), who.caller, task_id, spec)
     except ApiError as exc:
         raise _refused(exc) from None
+    forget(door_of(request).restate, workflow_key(who.caller, task_id))
     return back_to_task(request, task_id)

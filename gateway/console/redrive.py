@@ -27,6 +27,7 @@ from starlette.routing import Route
 from gateway.api._door import FrontDoor, door_of, task_id_param
 from gateway.api._http import ApiError, json_response, parse_body, read_body
 from gateway.api._openapi import Operation
+from gateway.api._status_cache import forget
 from gateway.api._tenancy import workflow_key
 from gateway.api.auth import Caller
 from gateway.api.task_list import TaskFilter, list_tasks
@@ -73,7 +74,11 @@ class RedriveResult(BaseModel):
 async def redrive_one(door: FrontDoor, caller: Caller, task_id: str, sid: str) -> Any:
     """Redrive one subscription of a caller's task: its receipt (404/409 as the API's)."""
     link: Any = door.restate  # RestateLink.redrive comes with the durable redrive
-    return await link.redrive(workflow_key(caller, task_id), sid)
+    key = workflow_key(caller, task_id)
+    try:
+        return await link.redrive(key, sid)
+    finally:
+        forget(door.restate, key)
 
 
 def _matches(receipt: DeliveryReceipt, spec: RedriveRequest, since: float) -> bool:

@@ -73,3 +73,16 @@ def test_the_timeline_puts_failures_first_and_marks_fallbacks() -> None:
     assert [s.fallback for s in steps if s.channel] == [False, True]
     assert steps[1].status == "HTTP 400" and steps[-1].title == "delivered by email (fallback)"
     assert tl.subscribers[0].steps[-1].detail == ""  # the attempt said it already
+
+
+def test_a_tenant_lists_only_its_own_tasks() -> None:
+    from gateway.durable.task_index import _matches
+
+    acme, plain = {"task_id": "acme~build-1"}, {"task_id": "build-1"}
+    assert _matches(acme, {"tenant": "acme"}) and not _matches(plain, {"tenant": "acme"})
+    assert not _matches({"task_id": "acmex~build-1"}, {"tenant": "acme"})
+    assert _matches(plain, {}) and not _matches(acme, {})  # no tenant: no tenant's tasks
+    labelled = {"task_id": "t", "agent": "a", "labels": {"team": "ml"}, "channels": ["sms"]}
+    assert _matches(labelled, {"agent": "a", "labels": {"team": "ml"}, "channel": "sms"})
+    assert not _matches(labelled, {"labels": {"team": "web"}})
+    assert not _matches(labelled, {"channel": "email"})

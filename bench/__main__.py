@@ -108,6 +108,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "fanout" in chosen:
         doc["fanout"] = await scenarios.fanout([10, 100, 1000])
         print(json.dumps(doc["fanout"]), flush=True)
+    if "console" in chosen:  # not in the default set: python -m bench --scenarios console
+        from bench.console import console_first_page
+
+        doc["console"] = await console_first_page()
+        print(json.dumps(doc["console"]), flush=True)
     return doc
 
 

@@ -56,6 +56,7 @@ EXPORTED = {
         "RestateLink", "Unauthenticated", "create_api", "encode_public_key", "hash_key",
         "new_key", "parse_identity_keys", "serve_api",
     ],
+    "gateway.console": ["CONSOLE_PATH", "Sessions", "console_app", "console_mount"],
     "gateway.local": [
         "DEMO_WEBHOOK_SECRET", "ApiServeOptions", "LocalEngine", "Mailbox", "ReceivedWebhook",
         "ServeOptions", "WebhookReceiver", "find_server_binary", "free_port", "port_in_use",

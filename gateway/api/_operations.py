@@ -17,6 +17,7 @@ from gateway.api._models import (
 from gateway.api._openapi import Header, Operation, PathParam
 from gateway.api._probes import healthz, readyz
 from gateway.api._tasks import add_subscription, cancel_subscription, create_task, get_task
+from gateway.api.task_list import TaskList, list_tasks_endpoint
 from gateway.core import DeliveryReceipt, TaskStatus
 
 __all__ = ["OPERATIONS"]
@@ -39,6 +40,11 @@ OPERATIONS: tuple[Operation, ...] = (
                           "inbound hooks (422). A key of a tenant names its tenant's tasks, "
                           "which other keys cannot see (404).",
               endpoint=create_task),
+    Operation("get", "/v1/tasks", "listTasks", "Recent tasks, newest first", "read",
+              {200: ("A page of tasks.", TaskList)}, errors=(401, 403, 422),
+              description="Query: state, agent, channel, label=KEY=VALUE (repeatable), limit "
+                          "(1-100, default 25), cursor (the previous page's next_cursor).",
+              endpoint=list_tasks_endpoint),
     Operation("get", "/v1/tasks/{task_id}", "getTask", "A task's state, result and deliveries",
               "read", {200: ("The task.", TaskStatus)}, errors=(401, 403, 404),
               params=(_TASK,),

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api._door import door_of, subscription_out, task_id_param
+from gateway.api._door import FrontDoor, door_of, subscription_out, task_id_param
 from gateway.api._http import ApiError, json_response, parse_body, read_body, validation_error
 from gateway.api._models import (
     SUBSCRIPTION_ID_PATTERN,
@@ -28,7 +28,8 @@ from gateway.api.auth import Caller
 from gateway.api.restate_link import HandlerRefused
 from gateway.core import DeliveryReceipt, DeliveryState, TaskRequest, TaskState, UserInputError
 
-__all__ = ["add_subscription", "cancel_subscription", "create_task", "get_task"]
+__all__ = ["add_subscription", "cancel_for", "cancel_subscription", "create_task", "get_task",
+           "subscribe_to"]
 
 log = logging.getLogger("gateway.api")
 
@@ -107,8 +108,14 @@ async def add_subscription(request: Request) -> Response:
     door = door_of(request)
     caller = door.authorize(request, "subscribe")
     task_id = task_id_param(request)
-    key = workflow_key(caller, task_id)
     spec = parse_body(SubscriptionCreate, await read_body(request, door.settings.max_body_bytes))
+    return json_response(await subscribe_to(door, caller, task_id, spec), 201)
+
+
+async def subscribe_to(door: FrontDoor, caller: Caller, task_id: str,
+                       spec: SubscriptionCreate) -> SubscriptionOut:
+    """Add a subscriber to a task (the API's endpoint and the console's form)."""
+    key = workflow_key(caller, task_id)
     rt = door.runtime()
     sub = door.subscription(rt, key, spec.root, "body")
     if not await door.restate.exists(key):
@@ -119,7 +126,7 @@ async def add_subscription(request: Request) -> Response:
     except HandlerRefused as exc:
         raise ApiError.invalid("body", str(exc)) from None
     result["task_id"] = caller_task_id(caller, str(result.get("task_id", key)))
-    return json_response(SubscriptionOut.model_validate(result), 201)
+    return SubscriptionOut.model_validate(result)
 
 
 async def get_task(request: Request) -> Response:
@@ -142,8 +149,14 @@ async def cancel_subscription(request: Request) -> Response:
     door = door_of(request)
     caller = door.authorize(request, "subscribe")
     task_id = task_id_param(request)
-    key = workflow_key(caller, task_id)
     sid = str(request.path_params["subscription_id"])
+    return json_response(await cancel_for(door, caller, task_id, sid))
+
+
+async def cancel_for(door: FrontDoor, caller: Caller, task_id: str,
+                     sid: str) -> DeliveryReceipt:
+    """Cancel a waiting subscription (the API's endpoint and the console's form)."""
+    key = workflow_key(caller, task_id)
     missing = ApiError(404, "not_found", f"task {task_id!r} has no subscription {sid!r}")
     if not _SUBSCRIPTION_ID.fullmatch(sid):
         raise missing
@@ -167,7 +180,7 @@ async def cancel_subscription(request: Request) -> Response:
         found = next((r for r in now.deliveries if r.subscription_id == sid), found)
         _still_waiting(found)
         log.info("subscription %s of task %s cancelled", sid, key)
-    return json_response(found)
+    return found
 
 
 def _still_waiting(receipt: DeliveryReceipt) -> None:

@@ -55,6 +55,15 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def caller_of_hash(self, stored: str) -> Caller | None:
+        """The caller whose configured hash is ``stored`` (a console session names its key
+        by the hash: the key itself is never kept); None once the key is gone."""
+        found: Caller | None = None
+        for digest, caller in self._keys:
+            if hmac.compare_digest(digest, stored.encode()) and found is None:
+                found = caller
+        return found
+
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller of an ``Authorization: Bearer <key>`` header."""
         if not self._keys:

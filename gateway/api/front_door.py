@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from gateway.api._door import ApiSettings, FrontDoor
@@ -36,6 +36,7 @@ from gateway.api._probes import openapi
 from gateway.api._single_flight import SingleFlight
 from gateway.api._trace import http_server_spans
 from gateway.api.restate_link import RestateLink
+from gateway.console import console_mount
 from gateway.durable import Runtime
 from gateway.observability import metrics as _metrics
 
@@ -51,10 +52,11 @@ def create_api(settings: ApiSettings, runtime: Runtime | Callable[[], Runtime],
     the process's runtime, or a function returning the current one."""
     get_runtime = runtime if callable(runtime) else (lambda: runtime)
     door = FrontDoor(settings, get_runtime, restate)
-    routes = [op.route() for op in OPERATIONS]
+    routes: list[BaseRoute] = [op.route() for op in OPERATIONS]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     waiting = SingleFlight(restate.refresh_metrics, ttl=METRICS_REFRESH_SECONDS)
     routes.append(Route("/metrics", _metrics.metrics_endpoint(waiting), methods=["GET"]))
+    routes.append(console_mount(door))  # the delivery console at /console
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.door = door
     app.state.openapi = openapi_document(

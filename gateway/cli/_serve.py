@@ -118,6 +118,7 @@ def up(
     """Start a local Restate server (or use --restate-admin-url), serve and register the gateway,
     and serve its HTTP API; mail the configuration sends to this machine lands in a local
     mailbox (`gateway mail`)."""
+    from gateway.cli._console_key import with_console_key
     from gateway.durable import runtime_from_config
     from gateway.local import LocalEngine, ServeOptions, serve_gateway
     from gateway.observability import setup_observability
@@ -136,10 +137,14 @@ def up(
         engine.start()
         admin, ingress, ui = engine.admin_url, engine.ingress_url, engine.ui_url
     api = _api_options(config, ingress, admin, "127.0.0.1", api_port)
+    console_key = with_console_key(api)  # none configured: one for this run
     options = ServeOptions(port=service_port, register_with=admin, api=api)
 
     def ready() -> None:
         out.print(f"gateway API       {api.url} (GET /openapi.json)")
+        out.print(f"gateway console   {api.url}/console"
+                  + (f" (key for this run: {console_key})" if console_key else ""),
+                  soft_wrap=True)
         out.print(f"gateway endpoint  {options.service_url} (registered)")
         out.print(f"restate ingress   {ingress}")
         out.print(f"restate admin     {admin}")

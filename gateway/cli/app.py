@@ -15,6 +15,7 @@ from gateway.cli._console import err, fail, out
 from gateway.cli._mail import mail_app
 from gateway.cli._progress import delivery_table, finished, follow
 from gateway.cli._serve import DEFAULT_INGRESS, register, serve, up
+from gateway.cli._tasks import tasks
 from gateway.core import (
     GatewayError,
     Subscription,
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(mail_app, name="mail")
+app.command()(tasks)  # recent tasks from the task index
 
 
 def _version(value: bool) -> None:

@@ -15,6 +15,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from gateway.durable.runtime import Runtime, install_runtime
+from gateway.durable.task_index import index as task_index
 from gateway.durable.workflow import deliveries, workflow
 
 __all__ = ["create_app", "hypercorn_config", "serve_app"]
@@ -27,7 +28,7 @@ def create_app(runtime: Runtime, identity_keys: Sequence[str] | None = None) -> 
     installed for its handlers. ``identity_keys`` makes it verify the server's requests."""
     install_runtime(runtime)
     keys = list(identity_keys or []) or None
-    return restate.app(services=[workflow, deliveries], identity_keys=keys)
+    return restate.app(services=[workflow, deliveries, task_index], identity_keys=keys)
 
 
 def hypercorn_config(host: str, port: int) -> Config:

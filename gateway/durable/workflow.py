@@ -58,6 +58,7 @@ from gateway.core.rejection import rejected_receipt
 from gateway.durable import _task_log
 from gateway.durable._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
 from gateway.durable.runtime import Runtime, current_runtime
+from gateway.durable.task_index import record_task
 from gateway.observability import bind_delivery
 from gateway.observability import metrics as _metrics
 from gateway.observability import trace as _trace
@@ -199,6 +200,8 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
                                  for raw in routed])
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
     ctx.set("subscriptions", [_waiting(rt, sub, submitted_at) for sub in chosen.values()])
+    record_task(ctx, task_id, submitted_at, task.agent, task.labels,
+                [s.channel for s in chosen.values()])  # the task index: one one-way call
     _task_log.task_accepted(task.agent, len(chosen), len(routed))
     send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)
     # a subscriber owed a still-running notice at the deadline waits from the start; the

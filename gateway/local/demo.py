@@ -1,8 +1,10 @@
 """``gateway demo``: one sample task, two subscribers on local channels, end to end.
 
-Everything runs on loopback: a restate-server started for the demo (temporary data), the
-gateway endpoint, an SMTP mailbox and a webhook receiver that verifies signatures. The demo
-shows each delivery as it arrives and exits 0 once both arrived, 1 otherwise.
+Everything runs on loopback: a restate-server started for the demo (in ``gateway up``'s data
+directory and ports, so its console shows the task afterwards; temporary data when a
+``gateway up`` is running), the gateway endpoint, an SMTP mailbox and a webhook receiver that
+verifies signatures. The demo shows each delivery as it arrives and exits 0 once both
+arrived, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.markup import escape
 
 from gateway.core import RetryPolicy, Subscription, TaskRequest
 from gateway.durable import GatewayClient, build_runtime
-from gateway.local.engine import LocalEngine
+from gateway.local.engine import LocalEngine, port_in_use
 from gateway.local.ports import free_port
 from gateway.local.security_warnings import DEMO_WEBHOOK_SECRET
 from gateway.local.server import ServeOptions, serve_gateway
@@ -32,10 +34,27 @@ __all__ = ["run_demo"]
 DEMO_PROMPT = "Write a short poem about tasks that finish while nobody waits"
 
 
-def run_demo(out: Console, *, timeout: float = 60.0) -> int:
+#: where ``gateway up`` keeps its data, on its ports: the demo's task is then in its console
+UP_DATA = Path(".gateway/restate")
+UP_PORTS = (8080, 9070, 5122)
+
+
+def _engine() -> tuple[LocalEngine, Path | None]:
+    """The demo's restate-server: in ``gateway up``'s data directory on its ports when they
+    are free (so ``gateway up`` shows the demo's task afterwards), else on free ports with
+    temporary data (the second value: the directory to remove)."""
+    env = {"RESTATE_LOG_FILTER": "warn"}
+    if not any(port_in_use("127.0.0.1", port) for port in UP_PORTS):
+        ingress, admin, node = UP_PORTS
+        return LocalEngine(base_dir=UP_DATA.resolve(), ingress_port=ingress, admin_port=admin,
+                           node_port=node, env=env), None
     base = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
-    engine = LocalEngine(base_dir=base, ingress_port=free_port(), admin_port=free_port(),
-                         node_port=free_port(), env={"RESTATE_LOG_FILTER": "warn"})
+    return LocalEngine(base_dir=base, ingress_port=free_port(), admin_port=free_port(),
+                       node_port=free_port(), env=env), base
+
+
+def run_demo(out: Console, *, timeout: float = 60.0) -> int:
+    engine, base = _engine()
     mailbox = Mailbox().start()
     receiver = WebhookReceiver(secret=DEMO_WEBHOOK_SECRET).start()
     arrived = threading.Event()
@@ -69,21 +88,24 @@ def run_demo(out: Console, *, timeout: float = 60.0) -> int:
     }, secrets=[DEMO_WEBHOOK_SECRET], private_targets={"email", "webhook"})
     options = ServeOptions(port=free_port(), register_with=None)
     try:
-        out.print("[bold]starting[/] restate-server (temporary data) ...")
+        out.print("[bold]starting[/] restate-server ("
+                  + (f"data in {UP_DATA}" if base is None else "temporary data: `gateway up` "
+                     "is running") + ") ...")
         engine.start()
         options.register_with = engine.admin_url
         return asyncio.run(_drive(out, runtime, options, engine, mailbox, receiver, arrived,
-                                  timeout))
+                                  timeout, kept=base is None))
     finally:
         receiver.stop()
         mailbox.stop()
         engine.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if base is not None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 async def _drive(out: Console, runtime: Any, options: ServeOptions, engine: LocalEngine,
                  mailbox: Mailbox, receiver: WebhookReceiver, arrived: threading.Event,
-                 timeout: float) -> int:
+                 timeout: float, *, kept: bool) -> int:
     stop = asyncio.Event()
     ready = asyncio.Event()
     server = asyncio.create_task(serve_gateway(runtime, options, on_ready=ready.set, stop=stop))
@@ -110,6 +132,10 @@ async def _drive(out: Console, runtime: Any, options: ServeOptions, engine: Loca
             return 1
         out.print(f"[bold]done[/] in {time.monotonic() - started:.1f}s: task {status.state.value}, "
                   f"result: {escape(status.output or '')}")
+        if kept:
+            out.print(f"[bold]console[/]: the task stays in {UP_DATA}; run `.venv/bin/gateway "
+                      f"up` and open http://127.0.0.1:8000/console/tasks/{task_id} (sign in "
+                      "with the key it prints)", soft_wrap=True)
         return 0
     finally:
         stop.set()

@@ -22,7 +22,7 @@ from tests.api.conftest import KEYS
 from tests.api.helpers import new_id
 from tests.conftest import WEBHOOK_SECRET
 
-pytestmark = pytest.mark.restate
+pytestmark = [pytest.mark.restate, pytest.mark.edge_only]  # checks the page, not the engine
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 

@@ -131,6 +131,16 @@ class System:
         assert self.engine is not None and self.engine.pid and self.service
         return cpu_seconds(self.engine.pid), cpu_seconds(self.service.pid)
 
+    def profile(self, out: Path) -> subprocess.Popen[bytes]:
+        """py-spy recording the service process (and its children) into ``out``, raw stacks,
+        until sent SIGINT."""
+        assert self.service is not None
+        spy = Path(sys.executable).parent / "py-spy"
+        return subprocess.Popen([str(spy), "record", "--pid", str(self.service.pid),
+                                 "--format", "raw", "--rate", "200", "--subprocesses",
+                                 "--nonblocking", "--output", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def service_rss(self) -> float:
         assert self.service is not None
         return rss_mb(self.service.pid)

@@ -52,7 +52,7 @@ async def _serve_granian(app: Any, host: str, port: int, shutdown: asyncio.Event
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-        server.stop()
+        server.stop()  # type: ignore[no-untyped-call]  # granian leaves it unannotated
         await serving
 
 

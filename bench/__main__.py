@@ -150,6 +150,19 @@ async def _throughput_rounds(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+async def _worker_rounds(args: argparse.Namespace) -> dict[str, Any]:
+    """The bare SDK served by 1 and by 2 granian worker processes behind one port (one
+    deployment), alternating: does the second core pay?"""
+    rounds: dict[str, list[dict[str, Any]]] = {"1": [], "2": []}
+    for _ in range(args.rounds):
+        for n in rounds:
+            figures = await scenarios.throughput("baseline", args.tasks, args.subs,
+                                                 path="seed", workers=int(n))
+            print(json.dumps(figures), flush=True)
+            rounds[n].append(figures)
+    return {"medians": {n: _median_round(r) for n, r in rounds.items()}, "rounds": rounds}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
@@ -158,6 +171,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     chosen = set(args.scenarios.split(","))
     if "throughput" in chosen:
         doc["throughput"] = await _throughput_rounds(args)
+    if "workers" in chosen:  # not in the default run: the second core, on the floor's app
+        doc["workers"] = await _worker_rounds(args)
     if "latency" in chosen:
         doc["latency"] = await scenarios.latency(args.rate / args.subs, args.seconds, args.subs)
         print(json.dumps(doc["latency"]), flush=True)
@@ -173,7 +188,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenarios", default="throughput,latency,waiting,fanout")
+    parser.add_argument("--scenarios", default="throughput,latency,waiting,fanout",
+                        help="comma-separated; also: workers (the floor on 1 vs 2 processes)")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--subs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3,

@@ -55,6 +55,10 @@ async def on_notify(ctx: WorkflowSharedContext, target: str) -> str:
     return "sent"
 
 
+#: for ``granian --workers N bench.baseline_app:app`` (the second-core measurement)
+app = restate.app(services=[workflow])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)

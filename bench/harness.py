@@ -55,6 +55,23 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants (a server's worker processes)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += cpu_seconds(p)
+        for kids in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(k) for k in kids.read_text().split()]
+            except OSError:
+                continue
+    return total
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -84,6 +101,8 @@ class System:
 
     kind: str  # "gateway" or "baseline"
     hold: float = 0.0
+    #: baseline only: serve it with granian's command line and this many worker processes
+    workers: int = 0
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     engine: LocalEngine | None = None
     service: subprocess.Popen[bytes] | None = None
@@ -111,6 +130,12 @@ class System:
             cmd = [sys.executable, "-m", "gateway", "serve", "--only", "restate",
                    "--config", str(config), "--host", "127.0.0.1",
                    "--restate-port", str(self.service_port)]
+        elif self.workers:
+            cmd = [sys.executable, "-m", "granian", "--interface", "asginl", "--workers",
+                   str(self.workers), "--host", "127.0.0.1", "--port", str(self.service_port),
+                   "--http", "auto", "--backpressure", "1000000",
+                   "--http2-max-concurrent-streams", "1000000", "--log-level", "error",
+                   "bench.baseline_app:app"]
         else:
             cmd = [sys.executable, "-m", "bench.baseline_app", "--port", str(self.service_port)]
         self.service = subprocess.Popen(cmd, cwd=ROOT, env={**env, "GATEWAY_LOG_LEVEL": "error"},
@@ -129,7 +154,7 @@ class System:
     def cpu_split(self) -> tuple[float, float]:
         """(restate-server, service) CPU seconds so far."""
         assert self.engine is not None and self.engine.pid and self.service
-        return cpu_seconds(self.engine.pid), cpu_seconds(self.service.pid)
+        return cpu_seconds(self.engine.pid), tree_cpu_seconds(self.service.pid)
 
     def profile(self, out: Path) -> subprocess.Popen[bytes]:
         """py-spy recording the service process (and its children) into ``out``, raw stacks,

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import ROOT, cpu_seconds
+from bench.harness import ROOT, tree_cpu_seconds
 from gateway.local import free_port
 
 #: the peer's own environment, made by ``make bench-setup``
@@ -30,22 +30,6 @@ def peer_missing() -> str | None:
     if not PEER_PYTHON.exists():
         return "the Celery peer's environment is missing: run `make bench-setup`"
     return None
-
-
-def _tree_cpu(pid: int) -> float:
-    total, todo, seen = 0.0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        total += cpu_seconds(p)
-        for kids in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
-                todo += [int(k) for k in kids.read_text().split()]
-            except OSError:
-                continue
-    return total
 
 
 def _start(base: Path, redis_port: int, sink_port: int, env: dict[str, str],
@@ -91,7 +75,7 @@ async def celery_round(tasks: int, subs: int, timeout: float = 600) -> dict[str,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
             assert driver.stdin is not None and driver.stdout is not None
             await asyncio.wait_for(driver.stdout.readline(), 60)  # imported, broker answers
-            cpu0, t0 = _tree_cpu(redis.pid) + _tree_cpu(worker.pid), time.monotonic()
+            cpu0, t0 = tree_cpu_seconds(redis.pid) + tree_cpu_seconds(worker.pid), time.monotonic()
             driver.stdin.write(b"go\n")
             await driver.stdin.drain()
             want, stats = tasks * subs, {}
@@ -101,7 +85,7 @@ async def celery_round(tasks: int, subs: int, timeout: float = 600) -> dict[str,
                     break
                 await asyncio.sleep(0.05)
             wall = time.monotonic() - t0
-            cpu = _tree_cpu(redis.pid) + _tree_cpu(worker.pid) - cpu0
+            cpu = tree_cpu_seconds(redis.pid) + tree_cpu_seconds(worker.pid) - cpu0
             await driver.wait()
         delivered = int(stats.get("unique", 0))
         return {"system": "celery", "tasks": tasks, "subscriptions": subs, "deliveries": want,

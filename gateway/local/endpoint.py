@@ -1,11 +1,15 @@
 """The ASGI server of the gateway's Restate endpoint, chosen by ``GATEWAY_ENDPOINT_SERVER``.
 
-``hypercorn`` (the default) serves in this process's event loop with its stream and
-keep-alive limits raised (``gateway.durable.serve_app``). ``granian`` serves the same app
-from its Rust HTTP stack embedded in this event loop, with its HTTP/2 stream limit and
-backpressure raised above what restate-server opens at once (its defaults, 200 streams and
-128 requests in flight, are below the 384 invocations the local engine admits, which left
-streams queued behind the limit). See the README's Benchmarks section for the figures.
+``granian`` (the default) serves the app from its Rust HTTP/1.1 and HTTP/2 stack, embedded
+in this process's event loop (the handlers run in it as before), with its HTTP/2 stream limit
+and backpressure raised far above what restate-server opens at once: its defaults (200
+streams per connection, backlog/workers = 128 requests in flight embedded) are below the 384
+invocations the local engine admits, so streams queued behind the limit. On the same machine
+and load it costs the bare SDK's process about half of hypercorn's CPU per delivery (the
+README's Benchmarks section has the figures).
+
+``hypercorn`` serves it as before, with its stream and keep-alive limits raised
+(``gateway.durable.serve_app``): the way back if granian misbehaves somewhere.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from gateway.durable import serve_app
 __all__ = ["ENDPOINT_SERVERS", "ENDPOINT_SERVER_ENV", "endpoint_server", "serve_endpoint"]
 
 ENDPOINT_SERVER_ENV = "GATEWAY_ENDPOINT_SERVER"
-ENDPOINT_SERVERS = ("hypercorn", "granian")
+ENDPOINT_SERVERS = ("granian", "hypercorn")
 #: streams and requests in flight on one connection: far above restate-server's invocations
 UNLIMITED = 1_000_000
 #: seconds open invocation streams get to finish on shutdown (as hypercorn's graceful timeout)

@@ -76,6 +76,14 @@ def table(doc: dict[str, Any]) -> str:
         lines += [f"**{doc['note']}**", ""]
     if "throughput" in doc:
         lines += _throughput_table(doc["throughput"])
+    if "workers" in doc:
+        lines += ["| the floor on N granian worker processes, one port | deliveries/s | "
+                  "CPU ms per delivery | of which the service |", "|---|---|---|---|"]
+        for n, f in doc["workers"]["medians"].items():
+            lines.append(f"| N = {n} (median of {len(doc['workers']['rounds'][n])}) | "
+                         f"{f['deliveries_per_s']} | {f['cpu_ms_per_delivery']} | "
+                         f"{f['service_cpu_ms_per_delivery']} |")
+        lines.append("")
     if "latency" in doc:
         lt = doc["latency"]
         lines += ["| latency, promise resolved to receiver | p50 | p95 | p99 | delivered |",

@@ -3,7 +3,9 @@
 Each sample is charged to the innermost frame that belongs to a known part: the HTTP server
 (hypercorn, h2, granian), the Restate SDK, the outbound HTTP client (httpx, httpcore), or our
 own code (gateway, its plugins); pydantic and pydantic-ai are charged to whoever called them.
-Samples with none of these (the event loop waiting or switching tasks) are "event loop".
+Samples of a thread with no Python frame at all are granian's Rust threads (its HTTP stack):
+"HTTP server (native)". Samples with none of these (the event loop waiting or switching
+tasks) are "event loop, other".
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def _path(frame: str) -> str:
 
 
 def _part(frames: list[str]) -> str:
+    if len(frames) == 1:  # the process alone: a thread running no Python code
+        return "HTTP server (native)"
     for frame in reversed(frames):
         path = _path(frame)
         if path.startswith(_ENTRY):

@@ -16,7 +16,7 @@ from restate.server import install_shutdown_hook
 from gateway.api import serve_api
 from gateway.core import EngineError
 from gateway.durable import Runtime, create_app, current_runtime, install_runtime, serve_app
-from gateway.local.endpoint import serve_endpoint
+from gateway.local.endpoint import endpoint_server, serve_endpoint
 from gateway.local.engine import register_deployment
 from gateway.observability.metrics import metrics_app
 
@@ -119,6 +119,8 @@ async def serve_gateway(
     from gateway.api import RestateLink, create_api
 
     _check_ports(options)
+    if options.restate:
+        endpoint_server()  # a typo in GATEWAY_ENDPOINT_SERVER: one line, before anything starts
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -115,6 +116,13 @@ class System:
         return f"http://127.0.0.1:{self.sink_port}"
 
     def start(self) -> System:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> System:
         self.engine = LocalEngine(base_dir=self.base / "restate", ingress_port=free_port(),
                                   admin_port=free_port(), node_port=free_port(),
                                   env={"RESTATE_LOG_FILTER": "warn", **SERVER_SETTINGS})
@@ -139,7 +147,8 @@ class System:
         else:
             cmd = [sys.executable, "-m", "bench.baseline_app", "--port", str(self.service_port)]
         self.service = subprocess.Popen(cmd, cwd=ROOT, env={**env, "GATEWAY_LOG_LEVEL": "error"},
-                                        stdout=log, stderr=subprocess.STDOUT)
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # its workers stop with it
         log.close()
         _wait_port(self.service_port, self.service)
         _wait_port(self.sink_port, self.sink)
@@ -182,6 +191,9 @@ class System:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if self.service is not None:
+            with contextlib.suppress(ProcessLookupError):  # worker processes left behind
+                os.killpg(self.service.pid, signal.SIGKILL)
         if self.engine is not None:
             self.engine.stop()
         shutil.rmtree(self.base, ignore_errors=True)

@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Python (with pip) that runs the stdlib-only k8s tools installer: the uv bootstrap venv.
 K8S_TOOLS_PYTHON ?= .tools/uv/bin/python
 
-.PHONY: demo test setup tools browser lint bench clean
+.PHONY: demo test setup tools browser lint bench bench-setup clean
 
 ## make demo: set everything up, then run one sample task end to end on loopback
 demo: setup
@@ -50,8 +50,19 @@ browser:
 	    chromium chromium-driver; }
 
 ## make bench: the benchmarks (figures printed and written to bench/results/, not asserted)
-bench: setup
+bench: setup bench-setup
 	$(VENV)/bin/python -m bench
+
+# The Celery + Redis peer of the benchmark, never needed by make test: Debian's redis-server
+# (apt-get, as root, as CI runs) and celery[redis] in an environment of its own.
+PEER := .tools/celery-peer
+bench-setup: $(PEER)/.installed
+$(PEER)/.installed: $(UV)
+	command -v redis-server >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(PEER)
+	$(UV) pip install --quiet --python $(PEER)/bin/python "celery[redis]>=5.5,<6" "httpx>=0.28,<0.29"
+	touch $@
 
 lint: setup
 	$(VENV)/bin/ruff check gateway plugins tests

@@ -11,6 +11,9 @@ from typing import Any
 
 from bench import scenarios
 from bench.harness import SERVER_SETTINGS, machine
+from bench.peer_run import celery_round, peer_missing
+from bench.profile import summarize
+from gateway.local.endpoint import endpoint_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -24,39 +27,69 @@ def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[len(ordered) // 2]
 
 
+_LABELS = {"gateway": "gateway, own subscriptions", "gateway_seed": "gateway, seed path",
+           "baseline": "bare SDK (floor)", "celery": "Celery + Redis peer"}
+_ROWS = (("deliveries_per_s", "deliveries/s"), ("cpu_ms_per_delivery", "CPU ms per delivery"),
+         ("server_cpu_ms_per_delivery", "of which restate-server"),
+         ("service_cpu_ms_per_delivery", "of which the Python service"),
+         ("wall_s", "wall time, s"), ("lost", "lost"), ("duplicates", "duplicates"),
+         ("p99_ms", "p99 delay, ms"))
+
+
+def _throughput_table(t: dict[str, Any]) -> list[str]:
+    names = [n for n in _LABELS if n in t]
+    first = t[names[0]]
+    spread = "; ".join(f"{_LABELS[n]} {sorted(r['deliveries_per_s'] for r in t['rounds'][n])}"
+                       for n in names)
+    lines = [f"Throughput, {first['tasks']} tasks x {first['subscriptions']} subscribers at "
+             f"once: each system's median of {len(t['rounds'][names[0]])} alternating rounds "
+             f"(deliveries/s of the rounds: {spread}).", "",
+             "| | " + " | ".join(_LABELS[n] for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for key, label in _ROWS:
+        lines.append(f"| {label} | " + " | ".join(str(t[n].get(key, "")) for n in names)
+                     + " |")
+    ratios = t.get("ratios_to_floor", {})
+    for key, label in (("deliveries_per_s", "throughput / floor's"),
+                       ("cpu_ms_per_delivery", "CPU per delivery / floor's")):
+        lines.append(f"| {label} | " + " | ".join(
+            "1" if n == "baseline" else str(ratios.get(n, {}).get(key, "")) for n in names)
+            + " |")
+    lines.append("")
+    for name, prof in t.get("profile", {}).items():
+        parts = ", ".join(f"{k} {v}%" for k, v in prof.get("parts_percent", {}).items())
+        lines += [f"py-spy, {_LABELS[name]} (service process, {prof.get('samples')} samples): "
+                  f"{parts}.", ""]
+    return lines
+
+
 def table(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     settings = " ".join(f"{k}={v}" for k, v in doc.get("server_settings", {}).items())
     lines = [f"Measured {doc['date']} on {m['cpus']} CPUs ({m['cpu_model']}), Python "
-             f"{m['python']}, {m['restate_server']}"
-             + (f", server settings: {settings}" if settings else "") + ".", ""]
+             f"{m['python']}, {m['restate_server']}, endpoint served by "
+             f"{doc.get('endpoint_server', 'hypercorn')}"
+             + (f", server settings: {settings}" if settings else "")
+             + (f"; the whole run took {doc['bench_minutes']} min" if "bench_minutes" in doc
+                else "") + ".", ""]
+    if doc.get("note"):
+        lines += [f"**{doc['note']}**", ""]
     if "throughput" in doc:
-        t = doc["throughput"]
-        g, b = t["gateway"], t["baseline"]
-        spread = {kind: sorted(r["deliveries_per_s"] for r in t.get("rounds", {}).get(kind, []))
-                  for kind in ("gateway", "baseline")}
-        if all(spread.values()):
-            lines += [f"Throughput: the median of {len(spread['gateway'])} alternating rounds "
-                      f"(deliveries/s, gateway {spread['gateway']}, bare SDK "
-                      f"{spread['baseline']}).", ""]
-        lines += ["| throughput (tasks x subscriptions at once) | gateway | bare SDK | ratio |",
-                  "|---|---|---|---|"]
-        for key, label in (("deliveries_per_s", "deliveries/s"),
-                           ("cpu_ms_per_delivery", "CPU ms per delivery"),
-                           ("server_cpu_ms_per_delivery", "of which restate-server"),
-                           ("service_cpu_ms_per_delivery", "of which the Python service"),
-                           ("wall_s", "wall time, s"), ("lost", "lost"),
-                           ("duplicates", "duplicates"), ("p99_ms", "p99 delay, ms")):
-            ratio = _ratio(g[key], b[key]) if key in ("deliveries_per_s",
-                                                      "cpu_ms_per_delivery") else ""
-            lines.append(f"| {label} ({g['tasks']} x {g['subscriptions']}) | {g[key]} | "
-                         f"{b[key]} | {ratio if ratio is not None else ''} |")
+        lines += _throughput_table(doc["throughput"])
+    if "workers" in doc:
+        lines += ["| the floor on N granian worker processes, one port | deliveries/s | "
+                  "CPU ms per delivery | of which the service |", "|---|---|---|---|"]
+        for n, f in doc["workers"]["medians"].items():
+            lines.append(f"| N = {n} (median of {len(doc['workers']['rounds'][n])}) | "
+                         f"{f['deliveries_per_s']} | {f['cpu_ms_per_delivery']} | "
+                         f"{f['service_cpu_ms_per_delivery']} |")
         lines.append("")
     if "latency" in doc:
         lt = doc["latency"]
         lines += ["| latency, promise resolved to receiver | p50 | p95 | p99 | delivered |",
                   "|---|---|---|---|---|",
-                  f"| {lt['offered_tasks_per_s']:g} tasks/s x {lt['subscriptions']} for "
+                  f"| {lt['offered_tasks_per_s'] * lt['subscriptions']:g} deliveries/s "
+                  f"({lt['offered_tasks_per_s']:g} tasks/s x {lt['subscriptions']}) for "
                   f"{lt['seconds']:g} s | {lt['p50_ms']} ms | {lt['p95_ms']} ms | "
                   f"{lt['p99_ms']} ms | {lt['delivered']}/{lt['deliveries']} |", ""]
     if "waiting" in doc:
@@ -76,31 +109,80 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: the systems of a throughput round: (name, service kind, subscription path)
+SYSTEMS = (("gateway", "gateway", "own"), ("gateway_seed", "gateway", "seed"),
+           ("baseline", "baseline", "seed"))
+
+
+async def _one_round(name: str, args: argparse.Namespace, tasks: int,
+                     profile: Path | None = None) -> dict[str, Any]:
+    if name == "celery":
+        return await celery_round(tasks, args.subs)
+    kind, path = next((k, p) for n, k, p in SYSTEMS if n == name)
+    return await scenarios.throughput(kind, tasks, args.subs, path=path, profile=profile)
+
+
+async def _throughput_rounds(args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds alternate the systems, so drifting load on the machine hits each alike; each
+    system's median round (by deliveries/s) is reported, every round is kept."""
+    names = [n for n, _, _ in SYSTEMS]
+    missing = peer_missing()
+    if missing is None:
+        names.append("celery")
+    else:
+        print(f"the Celery peer is left out: {missing}", flush=True)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for name in names:  # warm-up, not reported: the first run on a quiet machine is slower
+        await _one_round(name, args, max(1, args.tasks // 10))
+    for _ in range(args.rounds):
+        for name in names:
+            figures = await _one_round(name, args, args.tasks)
+            print(json.dumps(figures), flush=True)
+            rounds[name].append(figures)
+    medians = {name: _median_round(rounds[name]) for name in names}
+    floor = medians["baseline"]
+    out: dict[str, Any] = {**medians, "rounds": rounds, "ratios_to_floor": {
+        name: {"deliveries_per_s": _ratio(medians[name]["deliveries_per_s"],
+                                          floor["deliveries_per_s"]),
+               "cpu_ms_per_delivery": _ratio(medians[name]["cpu_ms_per_delivery"],
+                                             floor["cpu_ms_per_delivery"])}
+        for name in names if name != "baseline"}}
+    if args.profile:
+        out["profile"] = {}
+        for name in ("gateway", "gateway_seed"):
+            raw = args.out / f"profile-{name}.txt"
+            args.out.mkdir(parents=True, exist_ok=True)
+            figures = await _one_round(name, args, args.tasks, profile=raw)
+            out["profile"][name] = {"round": figures, **summarize(raw)}
+            print(json.dumps(out["profile"][name]), flush=True)
+    return out
+
+
+async def _worker_rounds(args: argparse.Namespace) -> dict[str, Any]:
+    """The bare SDK served by 1 and by 2 granian worker processes behind one port (one
+    deployment), alternating: does the second core pay?"""
+    rounds: dict[str, list[dict[str, Any]]] = {"1": [], "2": []}
+    for _ in range(args.rounds):
+        for n in rounds:
+            figures = await scenarios.throughput("baseline", args.tasks, args.subs,
+                                                 path="seed", workers=int(n))
+            print(json.dumps(figures), flush=True)
+            rounds[n].append(figures)
+    return {"medians": {n: _median_round(r) for n, r in rounds.items()}, "rounds": rounds}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
     doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                           "endpoint_server": endpoint_server(),
                            "server_settings": SERVER_SETTINGS}
     chosen = set(args.scenarios.split(","))
     if "throughput" in chosen:
-        # rounds alternate gateway and baseline, so drifting load on the machine hits both;
-        # the round with the median deliveries/s of each is reported, every round is kept
-        rounds: dict[str, list[dict[str, Any]]] = {"gateway": [], "baseline": []}
-        for kind in rounds:  # warm-up, not reported: the first run on a quiet machine is slower
-            await scenarios.throughput(kind, max(1, args.tasks // 5), args.subs)
-        for _ in range(args.rounds):
-            for kind in rounds:
-                figures = await scenarios.throughput(kind, args.tasks, args.subs)
-                print(json.dumps(figures), flush=True)
-                rounds[kind].append(figures)
-        gateway, baseline = (_median_round(rounds[kind]) for kind in ("gateway", "baseline"))
-        doc["throughput"] = {
-            "gateway": gateway, "baseline": baseline, "rounds": rounds,
-            "ratio_deliveries_per_s": _ratio(gateway["deliveries_per_s"],
-                                             baseline["deliveries_per_s"]),
-            "ratio_cpu_ms_per_delivery": _ratio(gateway["cpu_ms_per_delivery"],
-                                                baseline["cpu_ms_per_delivery"]),
-        }
+        doc["throughput"] = await _throughput_rounds(args)
+    if "workers" in chosen:  # not in the default run: the second core, on the floor's app
+        doc["workers"] = await _worker_rounds(args)
     if "latency" in chosen:
-        doc["latency"] = await scenarios.latency(args.rate, args.seconds)
+        doc["latency"] = await scenarios.latency(args.rate / args.subs, args.seconds, args.subs)
         print(json.dumps(doc["latency"]), flush=True)
     if "waiting" in chosen:
         doc["waiting"] = await scenarios.waiting(args.waiting_tasks, args.waiting_per_task)
@@ -113,23 +195,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         doc["console"] = await console_first_page()
         print(json.dumps(doc["console"]), flush=True)
+    doc["bench_minutes"] = round((time.monotonic() - started) / 60, 1)
     return doc
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenarios", default="throughput,latency,waiting,fanout")
+    parser.add_argument("--scenarios", default="throughput,latency,waiting,fanout",
+                        help="comma-separated; also: workers (the floor on 1 vs 2 processes)")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--subs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3,
                         help="throughput rounds per system (the median is reported)")
-    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=60.0,
+                        help="latency: deliveries/s offered (tasks/s = rate / --subs)")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--waiting-tasks", type=int, default=1000)
     parser.add_argument("--waiting-per-task", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--profile", action="store_true",
+                        help="after the throughput rounds, one more round of each gateway path "
+                             "recorded with py-spy: where the service's CPU goes")
+    parser.add_argument("--note", default="",
+                        help="a line for the results (e.g. 'noisy machine: other work ran')")
     args = parser.parse_args()
     doc = asyncio.run(run(args))
+    if args.note:
+        doc["note"] = args.note
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
     (args.out / "latest.md").write_text(table(doc) + "\n")

@@ -1,9 +1,9 @@
 """The bare-SDK floor: the smallest Restate workflow that does the gateway's job.
 
 ``run`` resolves a durable promise; each ``on_notify`` awaits it and POSTs it to a webhook in
-a journaled step, through one pooled HTTP client, served by tuned hypercorn. No
-configuration, routing, templates, signing, receipts or agent: what the gateway's figures are
-divided by.
+a journaled step, through one pooled HTTP client, served as the gateway's endpoint is
+(``GATEWAY_ENDPOINT_SERVER``). No configuration, routing, templates, signing, receipts or
+agent: what the gateway's figures are divided by.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import httpx
 import restate
 from restate import Workflow, WorkflowContext, WorkflowSharedContext
 
-from gateway.durable import serve_app
+from gateway.local.endpoint import serve_endpoint
 
 workflow = Workflow("BenchBaseline")
 _client: httpx.AsyncClient | None = None
@@ -55,6 +55,10 @@ async def on_notify(ctx: WorkflowSharedContext, target: str) -> str:
     return "sent"
 
 
+#: for ``granian --workers N bench.baseline_app:app`` (the second-core measurement)
+app = restate.app(services=[workflow])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -63,7 +67,7 @@ def main() -> None:
 
     protocol = "request_response" if os.environ.get("BENCH_HTTP11") == "1" else None
     app = restate.app(services=[workflow], protocol=protocol)
-    asyncio.run(serve_app(app, "127.0.0.1", args.port, asyncio.Event()))
+    asyncio.run(serve_endpoint(app, "127.0.0.1", args.port, asyncio.Event()))
 
 
 if __name__ == "__main__":

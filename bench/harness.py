@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -55,6 +56,23 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants (a server's worker processes)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += cpu_seconds(p)
+        for kids in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(k) for k in kids.read_text().split()]
+            except OSError:
+                continue
+    return total
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -84,6 +102,8 @@ class System:
 
     kind: str  # "gateway" or "baseline"
     hold: float = 0.0
+    #: baseline only: serve it with granian's command line and this many worker processes
+    workers: int = 0
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     engine: LocalEngine | None = None
     service: subprocess.Popen[bytes] | None = None
@@ -96,6 +116,13 @@ class System:
         return f"http://127.0.0.1:{self.sink_port}"
 
     def start(self) -> System:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> System:
         self.engine = LocalEngine(base_dir=self.base / "restate", ingress_port=free_port(),
                                   admin_port=free_port(), node_port=free_port(),
                                   env={"RESTATE_LOG_FILTER": "warn", **SERVER_SETTINGS})
@@ -111,10 +138,17 @@ class System:
             cmd = [sys.executable, "-m", "gateway", "serve", "--only", "restate",
                    "--config", str(config), "--host", "127.0.0.1",
                    "--restate-port", str(self.service_port)]
+        elif self.workers:
+            cmd = [sys.executable, "-m", "granian", "--interface", "asginl", "--workers",
+                   str(self.workers), "--host", "127.0.0.1", "--port", str(self.service_port),
+                   "--http", "auto", "--backpressure", "1000000",
+                   "--http2-max-concurrent-streams", "1000000", "--log-level", "error",
+                   "bench.baseline_app:app"]
         else:
             cmd = [sys.executable, "-m", "bench.baseline_app", "--port", str(self.service_port)]
         self.service = subprocess.Popen(cmd, cwd=ROOT, env={**env, "GATEWAY_LOG_LEVEL": "error"},
-                                        stdout=log, stderr=subprocess.STDOUT)
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # its workers stop with it
         log.close()
         _wait_port(self.service_port, self.service)
         _wait_port(self.sink_port, self.sink)
@@ -129,7 +163,17 @@ class System:
     def cpu_split(self) -> tuple[float, float]:
         """(restate-server, service) CPU seconds so far."""
         assert self.engine is not None and self.engine.pid and self.service
-        return cpu_seconds(self.engine.pid), cpu_seconds(self.service.pid)
+        return cpu_seconds(self.engine.pid), tree_cpu_seconds(self.service.pid)
+
+    def profile(self, out: Path) -> subprocess.Popen[bytes]:
+        """py-spy recording the service process (and its children) into ``out``, raw stacks,
+        until sent SIGINT."""
+        assert self.service is not None
+        spy = Path(sys.executable).parent / "py-spy"
+        return subprocess.Popen([str(spy), "record", "--pid", str(self.service.pid),
+                                 "--format", "raw", "--rate", "200", "--subprocesses",
+                                 "--nonblocking", "--output", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def service_rss(self) -> float:
         assert self.service is not None
@@ -147,12 +191,15 @@ class System:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if self.service is not None:
+            with contextlib.suppress(ProcessLookupError):  # worker processes left behind
+                os.killpg(self.service.pid, signal.SIGKILL)
         if self.engine is not None:
             self.engine.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

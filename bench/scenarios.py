@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,12 +24,18 @@ def _run_url(system: System, key: str, handler: str) -> str:
 
 
 async def _submit(system: System, http: httpx.AsyncClient, key: str, targets: list[str],
-                  agent: str = "default") -> None:
-    """One task with its subscribers, the way each system is meant to be used."""
+                  agent: str = "default", path: str = "own") -> None:
+    """One task with its subscribers: for the gateway, as the task's own subscriptions
+    (``path="own"``) or the seed's way, one ``on_notify`` per subscriber through the ingress
+    (``"seed"``); the baseline always the seed's way."""
     if system.kind == "gateway":
+        own = targets if path == "own" else []
         body = {"prompt": f"benchmark task {key}", "agent": agent,
-                "subscriptions": [f"webhook:{t}" for t in targets]}
+                "subscriptions": [f"webhook:{t}" for t in own]}
         (await http.post(_run_url(system, key, "run"), json=body)).raise_for_status()
+        for target in targets if path == "seed" else []:
+            r = await http.post(_run_url(system, key, "on_notify"), json=f"webhook:{target}")
+            r.raise_for_status()
     else:
         (await http.post(_run_url(system, key, "run"), json=f"task {key}")).raise_for_status()
         for target in targets:
@@ -35,9 +43,13 @@ async def _submit(system: System, http: httpx.AsyncClient, key: str, targets: li
 
 
 async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
-                     timeout: float = 900) -> dict[str, Any]:
-    """``tasks`` x ``subs`` submitted at once: deliveries/s, losses, duplicates, CPU."""
-    system = System(kind).start()
+                     timeout: float = 900, path: str = "own",
+                     profile: Path | None = None, workers: int = 0) -> dict[str, Any]:
+    """``tasks`` x ``subs`` submitted at once: deliveries/s, losses, duplicates, CPU.
+    ``profile``: record the service process with py-spy into this file (raw stacks);
+    ``workers``: the baseline served by that many granian worker processes."""
+    system = System(kind, workers=workers).start()
+    spy = system.profile(profile) if profile is not None else None
     try:
         async with httpx.AsyncClient(limits=LIMITS, timeout=120) as http:
             run = uuid.uuid4().hex[:6]
@@ -47,7 +59,8 @@ async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
             async def one(i: int) -> None:
                 async with sem:
                     await _submit(system, http, f"tp-{run}-{i}",
-                                  [f"{system.sink_url}/h/{i}/{c}" for c in range(subs)])
+                                  [f"{system.sink_url}/h/{i}/{c}" for c in range(subs)],
+                                  path=path)
 
             await asyncio.gather(*(one(i) for i in range(tasks)))
             want = tasks * subs
@@ -59,7 +72,8 @@ async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
         return {
             "server_cpu_ms_per_delivery": round(1000 * server / max(delivered, 1), 2),
             "service_cpu_ms_per_delivery": round(1000 * service / max(delivered, 1), 2),
-            "system": kind, "tasks": tasks, "subscriptions": subs, "deliveries": want,
+            "system": kind, "path": path, "workers": workers or 1, "tasks": tasks,
+            "subscriptions": subs, "deliveries": want,
             "delivered": delivered, "lost": want - delivered,
             "duplicates": int(stats.get("duplicates", 0)), "wall_s": round(wall, 2),
             "deliveries_per_s": round(delivered / wall, 1), "cpu_s": round(cpu, 2),
@@ -68,6 +82,9 @@ async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
             "service_rss_mb": system.service_rss(),
         }
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
         system.stop()
 
 

@@ -1,7 +1,7 @@
 """Serving the public API with its own, bounded connection settings.
 
-The Restate endpoint is served with hypercorn's limits raised (only the Restate server calls
-it); the API faces the network, so it is served apart, with:
+The Restate endpoint is served with its server's limits raised (only the Restate server calls
+it: ``gateway.local.endpoint``); the API faces the network, so it is served apart, with:
 
 - ``header_timeout``: a connection must send a complete request head this long after it
   connects (or after the first byte of a keep-alive connection's next request);
@@ -13,8 +13,9 @@ it); the API faces the network, so it is served apart, with:
 hypercorn offers only the keep-alive timeout (and a per-read timeout a slow sender defeats),
 so the rest is added here: the header timer and the cap around hypercorn's own per-connection
 server (``TCPServer``, whose idle timer is re-armed by hypercorn exactly when a connection
-waits for a request head), the body deadline in the ASGI layer. hypercorn stays the one HTTP
-implementation of the process; pinned to 0.18 in pyproject.toml, which these internals follow.
+waits for a request head), the body deadline in the ASGI layer. hypercorn serves the API
+(granian the Restate endpoint, by default); pinned to 0.18 in pyproject.toml, which these
+internals follow.
 """
 
 from __future__ import annotations

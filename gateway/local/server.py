@@ -16,6 +16,7 @@ from restate.server import install_shutdown_hook
 from gateway.api import serve_api
 from gateway.core import EngineError
 from gateway.durable import Runtime, create_app, current_runtime, install_runtime, serve_app
+from gateway.local.endpoint import endpoint_server, serve_endpoint
 from gateway.local.engine import register_deployment
 from gateway.observability.metrics import metrics_app
 
@@ -118,6 +119,8 @@ async def serve_gateway(
     from gateway.api import RestateLink, create_api
 
     _check_ports(options)
+    if options.restate:
+        endpoint_server()  # a typo in GATEWAY_ENDPOINT_SERVER: one line, before anything starts
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -130,7 +133,8 @@ async def serve_gateway(
     api = options.api
     if options.restate:
         app = create_app(runtime, options.identity_keys)
-        servers.append(asyncio.create_task(serve_app(app, options.host, options.port, stop)))
+        servers.append(asyncio.create_task(serve_endpoint(app, options.host, options.port,
+                                                          stop)))
         listening.append((options.host, options.port))
     else:
         install_runtime(runtime)

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.durable import serve_app
 from gateway.local import free_port
+from gateway.local.endpoint import serve_endpoint
 
 
 class ServiceThread:
@@ -31,7 +31,7 @@ class ServiceThread:
         asyncio.set_event_loop(self._loop)
         self._stop = asyncio.Event()
         self._ready.set()
-        self._loop.run_until_complete(serve_app(self.app, self.host, self.port, self._stop))
+        self._loop.run_until_complete(serve_endpoint(self.app, self.host, self.port, self._stop))
         if self.cleanup is not None:
             self._loop.run_until_complete(self.cleanup())
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())

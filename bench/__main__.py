@@ -190,7 +190,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "fanout" in chosen:
         doc["fanout"] = await scenarios.fanout([10, 100, 1000])
         print(json.dumps(doc["fanout"]), flush=True)
-    if "console" in chosen:  # not in the default set: python -m bench --scenarios console
+    if "console" in chosen:
         from bench.console import console_first_page
 
         doc["console"] = await console_first_page()
@@ -201,7 +201,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenarios", default="throughput,latency,waiting,fanout",
+    parser.add_argument("--scenarios", default="throughput,latency,waiting,fanout,console",
                         help="comma-separated; also: workers (the floor on 1 vs 2 processes)")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--subs", type=int, default=3)

@@ -106,6 +106,17 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(f"| N = {f['subscribers']} | {f['delivered']} | {f['wall_s']} | "
                          f"{f['cpu_ms_per_delivery']} |")
         lines.append("")
+    if "console" in doc:
+        c = doc["console"]
+        lines += [f"| console, {c['tasks']:,} tasks indexed | first request | median | p95 |",
+                  "|---|---|---|---|"]
+        for name, key in (("/console/ first page", "console_first_page"),
+                          ("GET /v1/tasks first page", "api_first_page"),
+                          ("/console/ filtered by label and agent", "console_filtered_page")):
+            f = c[key]
+            lines.append(f"| {name} | {f['first_ms']} ms | {f['median_ms']} ms | "
+                         f"{f['p95_ms']} ms |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@
     POST   /v1/tasks/{task_id}/subscriptions       subscribe   add a subscriber, any time
     GET    /v1/tasks/{task_id}                     read        state, result, receipts
     DELETE /v1/tasks/{task_id}/subscriptions/{id}  subscribe   cancel a waiting subscription
+    POST   /v1/tasks/{task_id}/subscriptions/{id}/redrive  subscribe  deliver a failed one again
     POST   /v1/hooks/{source}                      (signed)    inbound webhook -> task
     GET    /healthz, /readyz, /openapi.json        (open)
 

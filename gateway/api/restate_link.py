@@ -27,6 +27,7 @@ from gateway.durable.ingress import (
     message,
     quoted_key,
 )
+from gateway.durable.redrive_check import REDRIVE_HANDLER, redrive_refusal
 from gateway.observability.metrics import SUBSCRIPTIONS_WAITING
 
 __all__ = ["HandlerRefused", "RestateFailed", "RestateLink", "Started"]
@@ -131,6 +132,16 @@ class RestateLink:
     async def mark_cancelled(self, task_id: str, seen: DeliveryReceipt) -> DeliveryReceipt:
         """The receipt marked cancelled, or as it is when it is final already."""
         data = await self._call(RECEIPTS, task_id, "cancel", seen.model_dump_json().encode())
+        return DeliveryReceipt.model_validate(data)
+
+    async def redrive(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
+        """Start a new attempt chain of a failed subscription (the same message id); its
+        receipt, now retrying. HandlerRefused 404: no such subscription; 409: not failed."""
+        refusal = redrive_refusal(await self.status(task_id), subscription_id)
+        if refusal is not None:
+            raise HandlerRefused(refusal[1], refusal[0])
+        body = json.dumps({"subscription_id": subscription_id}).encode()
+        data = await self._call(RECEIPTS, task_id, REDRIVE_HANDLER, body)
         return DeliveryReceipt.model_validate(data)
 
     async def find_notify_invocation(self, task_id: str, subscription_id: str) -> str | None:

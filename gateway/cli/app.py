@@ -158,6 +158,21 @@ def subscribe(
 
 
 @app.command()
+def redrive(
+    task_id: Annotated[str, typer.Argument(help="The task.")],
+    subscription_id: Annotated[str, typer.Argument(help="The failed subscription (s_...).")],
+    ingress_url: IngressUrl = DEFAULT_INGRESS,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Deliver a failed subscription again (the same message id); follow it with status."""
+    with _client(ingress_url, api_url, api_key) as client:
+        receipt = client.redrive(task_id, subscription_id)
+    out.print(f"redriving subscription {receipt.subscription_id} of task {task_id} "
+              f"(state {receipt.state.value}, {receipt.attempts} attempts before)")
+
+
+@app.command()
 def status(
     task_id: Annotated[str, typer.Argument(help="The task to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -27,6 +27,7 @@ from gateway.core import (
     UserInputError,
 )
 from gateway.durable._attempts import Attempt, AttemptOutcome, message_id
+from gateway.durable._cancelling import Cancelled, cancel_signal, unless_cancelled
 from gateway.durable._receipts import record
 from gateway.durable._services import (
     RESULT_PROMISE,
@@ -44,6 +45,8 @@ def is_cancellation(exc: TerminalError) -> bool:
 
 async def await_and_deliver(ctx: WorkflowSharedContext, rt: Runtime,
                             sub: Subscription) -> dict[str, Any]:
+    assert sub.id is not None
+    cancel = cancel_signal(ctx, sub.id)
     promise: DurablePromise[dict[str, Any]] = ctx.promise(RESULT_PROMISE)
     # a subscription of the task itself has its waiting receipt in the task's state already;
     # one added later records its own, unless the result is there (then it is delivered now)
@@ -60,33 +63,36 @@ async def await_and_deliver(ctx: WorkflowSharedContext, rt: Runtime,
         if not sub.from_task:
             record(ctx, rt, sub, DeliveryState.WAITING, at=waiting_since)
         if "timed_out" in sub.outcomes:
-            await _notice_at_deadline(ctx, rt, sub, outcome_future, waiting_since)
+            await _notice_at_deadline(ctx, rt, sub, outcome_future, waiting_since, cancel)
+    await unless_cancelled(cancel, outcome_future)
     try:
         result = TaskResult.model_validate(await outcome_future)
     except TerminalError as exc:
         if is_cancellation(exc):
             raise
         _trace.waited(waiting_since, settled, "failed")
-        return await _deliver_failure(ctx, rt, sub, exc.message)
+        return await _deliver_failure(ctx, rt, sub, exc.message, cancel)
     _trace.waited(waiting_since, settled, "succeeded")
     view = TaskView(task_id=result.task_id, agent=result.agent, prompt=result.prompt,
                     labels=result.labels, output=result.output, completed_at=result.completed_at)
     if "succeeded" not in sub.outcomes:
         return _skip(ctx, rt, sub, result.completed_at)
-    return await deliver(ctx, rt, sub, "result", view)
+    return await deliver(ctx, rt, sub, "result", view, cancel=cancel)
 
 
 async def _notice_at_deadline(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription,
-                              outcome_future: Any, now: float) -> None:
+                              outcome_future: Any, now: float, cancel: Any) -> None:
     deadline_at = await ctx.get("deadline_at", type_hint=float)
     if not deadline_at:
         return
     timer = ctx.sleep(timedelta(seconds=max(0.0, float(deadline_at) - now)), name="deadline")
-    done, _ = await wait_completed(outcome_future, timer)
+    done, _ = await wait_completed(cancel, outcome_future, timer)
+    if cancel in done:
+        raise Cancelled
     if outcome_future in done:
         return
     view = await task_view(ctx)
-    await deliver(ctx, rt, sub, "still_running", view)
+    await deliver(ctx, rt, sub, "still_running", view, cancel=cancel)
 
 
 async def task_view(ctx: WorkflowSharedContext, error: str | None = None) -> TaskView:
@@ -99,11 +105,11 @@ async def task_view(ctx: WorkflowSharedContext, error: str | None = None) -> Tas
 
 
 async def _deliver_failure(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription,
-                           error: str) -> dict[str, Any]:
+                           error: str, cancel: Any) -> dict[str, Any]:
     view = await task_view(ctx, rt.redact(error))
     if "failed" not in sub.outcomes:
         return _skip(ctx, rt, sub, await ctx.time())
-    return await deliver(ctx, rt, sub, "failure", view)
+    return await deliver(ctx, rt, sub, "failure", view, cancel=cancel)
 
 
 def _skip(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]:
@@ -112,9 +118,11 @@ def _skip(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, at: float)
 
 
 async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, kind: Any,
-                  view: TaskView, prior: DeliveryReceipt | None = None) -> dict[str, Any]:
+                  view: TaskView, prior: DeliveryReceipt | None = None,
+                  cancel: Any = None, redrive: bool = False) -> dict[str, Any]:
     """Try the subscription's channel, then each fallback; every attempt journaled. A redrive
-    passes the ``prior`` (failed) receipt: its attempts come first in the new receipt."""
+    passes the ``prior`` (failed) receipt: its attempts come first in the new receipt.
+    Cancelled when the ``cancel`` signal comes while it waits to retry."""
     assert sub.id is not None
     mid = message_id(view.task_id, sub.id, kind)
     attempts = prior.attempts if prior else 0
@@ -172,7 +180,8 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                 state = (DeliveryState.DELIVERED if step == 0
                          else DeliveryState.DELIVERED_BY_FALLBACK)
                 # the current state has no error: earlier attempts' are in the history
-                receipt = record(ctx, rt, sub, state, at=at, kind=kind, attempts=attempts,
+                receipt = record(ctx, rt, sub, state, redrive=redrive, at=at, kind=kind,
+                            attempts=attempts,
                                   channel_used=target.channel, history=history,
                                   provider_status=outcome.provider_status, message_id=mid,
                                   delivered_at=at, result_at=result_at)
@@ -184,12 +193,18 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                             target.channel, n, last_error)
                 break
             delay = policy.delay(n, outcome.retry_after)
-            record(ctx, rt, sub, DeliveryState.RETRYING, at=at, kind=kind, attempts=attempts,
+            record(ctx, rt, sub, DeliveryState.RETRYING, redrive=redrive, at=at, kind=kind,
+                   attempts=attempts,
                     channel_used=target.channel, last_error=last_error,
                     provider_status=last_status, message_id=mid, next_attempt_at=at + delay,
                     history=history)
-            await ctx.sleep(timedelta(seconds=delay), name=f"retry {target.channel} #{n}")
-    receipt = record(ctx, rt, sub, DeliveryState.FAILED, at=at, kind=kind, attempts=attempts,
+            timer = ctx.sleep(timedelta(seconds=delay), name=f"retry {target.channel} #{n}")
+            if cancel is None:
+                await timer
+            else:
+                await unless_cancelled(cancel, timer)
+    receipt = record(ctx, rt, sub, DeliveryState.FAILED, redrive=redrive, at=at, kind=kind,
+                     attempts=attempts,
                       last_error=last_error, provider_status=last_status, message_id=mid,
                       history=history)
     return receipt.model_dump(mode="json")

@@ -17,6 +17,7 @@ from gateway.core import (
     Subscription,
 )
 from gateway.core.rejection import rejected_receipt
+from gateway.durable._cancelling import Cancelled
 from gateway.durable._delivery import await_and_deliver, is_cancellation
 from gateway.durable._input import checked_subscription, encode, json_body
 from gateway.durable._receipts import record, record_receipt
@@ -69,13 +70,14 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     span = _trace.start_notify(ctx, sub.id, sub.channel)
     try:
         receipt = await await_and_deliver(ctx, rt, sub)
+    except Cancelled:  # the subscription's cancel (see gateway.durable._cancel)
+        receipt = await _settle_cancelled(ctx, rt, sub)
     except TerminalError as exc:
         if not is_cancellation(exc):
             raise
-        # cancelled (DELETE of the subscription, or an operator): nothing more is sent
-        receipt = record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
-            mode="json")
-    if sub.from_task:
+        # its invocation cancelled by an operator: nothing more is sent
+        receipt = await _settle_cancelled(ctx, rt, sub)
+    else:
         _settle(ctx, receipt)
     _trace.finish_notify(span, receipt)
     return receipt
@@ -105,12 +107,30 @@ _INGRESS_PATH = "x-restate-ingress-path"
 
 
 def _settle(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> None:
-    """Keep the last receipt of one of the task's own subscribers (FINAL_RECEIPT_PROMISE).
-    Journaled when made; not awaited, so the invocation ends without another round trip. If
-    one was kept before (the subscriber started twice by hand, without its idempotency key),
-    the first stays."""
+    """Keep a subscription's final receipt (FINAL_RECEIPT_PROMISE). Journaled when made; not
+    awaited, so the invocation ends without another round trip. If one was kept before (the
+    subscriber started twice by hand, without its idempotency key), the first stays."""
     ctx.promise(FINAL_RECEIPT_PROMISE + receipt["subscription_id"], type_hint=dict).resolve(
         receipt)
+
+
+async def _settle_cancelled(ctx: WorkflowSharedContext, rt: Runtime,
+                            sub: Subscription) -> dict[str, Any]:
+    """Keep a cancelled receipt, unless ``cancel`` kept one first; the one kept."""
+    receipt = record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
+        mode="json")
+    return await settle_once(ctx, receipt)
+
+
+async def settle_once(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> dict[str, Any]:
+    """Resolve FINAL_RECEIPT_PROMISE with ``receipt`` unless it is resolved; what it holds."""
+    final = ctx.promise(FINAL_RECEIPT_PROMISE + receipt["subscription_id"], type_hint=dict)
+    try:
+        await final.resolve(receipt)
+    except TerminalError:  # resolved before: that one stands
+        kept: dict[str, Any] = await final.value()
+        return kept
+    return receipt
 
 
 

@@ -39,12 +39,12 @@ def waiting_receipt(rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]
 
 
 def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: DeliveryState, *,
-            at: float, kind: str = "result", attempts: int = 0, channel_used: str | None = None,
-            last_error: str | None = None, provider_status: int | None = None,
-            message_id: str | None = None, delivered_at: float | None = None,
-            next_attempt_at: float | None = None,
-            history: list[AttemptRecord] | None = None,
-            result_at: float | None = None) -> DeliveryReceipt:
+           at: float, redrive: bool = False, kind: str = "result", attempts: int = 0,
+           channel_used: str | None = None, last_error: str | None = None,
+           provider_status: int | None = None, message_id: str | None = None,
+           delivered_at: float | None = None, next_attempt_at: float | None = None,
+           history: list[AttemptRecord] | None = None,
+           result_at: float | None = None) -> DeliveryReceipt:
     assert sub.id is not None
     inst = rt.channels.get(sub.channel)
     receipt = DeliveryReceipt(
@@ -64,7 +64,9 @@ def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: De
         failed = FailedDelivery(receipt=receipt, subscription=sub.model_copy(
             update={"from_task": False}))
         ctx.object_send(record_failure, key=ctx.key(), arg=failed)
-    elif not (sub.from_task and state.final and kind != "still_running"):  # see _settle
+    elif redrive or not state.final or kind == "still_running":
+        # a final receipt is kept by the delivery's FINAL_RECEIPT_PROMISE (see on_notify):
+        # one journal entry, no receipts invocation; a redrive's, made after it, is kept here
         # no traceparent: restate-server starts a linked trace for a send whatever it
         # carries, the receipts make no spans, and headers are part of the journal an
         # on_notify waiting out a retry across an upgrade replays (see gateway._trace)

@@ -12,6 +12,7 @@ from restate import (
 
 from gateway.core import (
     DeliveryReceipt,
+    DeliveryState,
     Task,
     TaskResult,
     TaskState,
@@ -41,9 +42,10 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
         _trace.TRACEPARENT: asked or _trace.task_traceparent(ctx.key(), "status")})
     recorded = {r["subscription_id"] for r in receipts}
     merged = [r for r in waiting if r["subscription_id"] not in recorded] + receipts
-    own = {r["subscription_id"] for r in waiting}
+    # a delivery's final receipt is its FINAL_RECEIPT_PROMISE (see on_notify): asked at once
+    # for each subscription not final here
     peeks = {i: ctx.promise(FINAL_RECEIPT_PROMISE + r["subscription_id"], type_hint=dict).peek()
-             for i, r in enumerate(merged) if r["subscription_id"] in own}  # asked at once
+             for i, r in enumerate(merged) if not DeliveryState(r["state"]).final}
     for i, peek in peeks.items():
         final = await peek
         # created when the subscriber was, like the receipts object keeps it; a newer

@@ -17,6 +17,7 @@ Where each part lives:
 * :mod:`._attempts` - one journaled delivery attempt
 * :mod:`._receipts` - the receipts object and recording a receipt
 * :mod:`._redrive` - ``redrive``: a failed subscription's new attempt chain
+* :mod:`._cancel` - ``cancel``: one subscription, in one durable step
 * :mod:`._status` - ``status``
 
 Importing this module registers every handler on the two services.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 # each module registers its handlers when imported
 from gateway.durable import (  # noqa: F401  # imported for their handlers
+    _cancel,
     _notify,
     _receipts,
     _redrive,

@@ -1,5 +1,5 @@
-"""DELETE of a subscription still waiting: its on_notify invocation is cancelled through
-Restate's admin API and its receipt says so; a delivered one cannot be cancelled."""
+"""DELETE of a subscription still waiting: one durable step (the workflow's ``cancel``), no
+admin API; its receipt says so; a delivered one cannot be cancelled."""
 
 from __future__ import annotations
 

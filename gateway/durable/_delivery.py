@@ -49,20 +49,23 @@ async def await_and_deliver(ctx: WorkflowSharedContext, rt: Runtime,
     cancel = cancel_signal(ctx, sub.id)
     promise: DurablePromise[dict[str, Any]] = ctx.promise(RESULT_PROMISE)
     # a subscription of the task itself has its waiting receipt in the task's state already;
-    # one added later records its own, unless the result is there (then it is delivered now)
+    # one added later records its own (sent, not awaited): that is where status finds it,
+    # and its final receipt (see on_notify) too. Only one owed a still-running notice asks
+    # whether the outcome is there
+    notice = "timed_out" in sub.outcomes
     settled = False
-    if not sub.from_task or "timed_out" in sub.outcomes:
+    if notice:
         try:
             settled = await promise.peek() is not None
         except TerminalError:
             settled = True
     outcome_future = promise.value()
     waiting_since: float | None = None
-    if not settled and (not sub.from_task or "timed_out" in sub.outcomes):
+    if not sub.from_task or (notice and not settled):
         waiting_since = await ctx.time()
         if not sub.from_task:
             record(ctx, rt, sub, DeliveryState.WAITING, at=waiting_since)
-        if "timed_out" in sub.outcomes:
+        if notice and not settled:
             await _notice_at_deadline(ctx, rt, sub, outcome_future, waiting_since, cancel)
     await unless_cancelled(cancel, outcome_future)
     try:
@@ -119,10 +122,11 @@ def _skip(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, at: float)
 
 async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, kind: Any,
                   view: TaskView, prior: DeliveryReceipt | None = None,
-                  cancel: Any = None, redrive: bool = False) -> dict[str, Any]:
+                  cancel: Any = None, keep_in_object: bool = False) -> dict[str, Any]:
     """Try the subscription's channel, then each fallback; every attempt journaled. A redrive
     passes the ``prior`` (failed) receipt: its attempts come first in the new receipt.
-    Cancelled when the ``cancel`` signal comes while it waits to retry."""
+    Cancelled when the ``cancel`` signal comes while it waits to retry. ``keep_in_object``:
+    its final receipt goes to the receipts object too (a redrive's)."""
     assert sub.id is not None
     mid = message_id(view.task_id, sub.id, kind)
     attempts = prior.attempts if prior else 0
@@ -180,11 +184,11 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                 state = (DeliveryState.DELIVERED if step == 0
                          else DeliveryState.DELIVERED_BY_FALLBACK)
                 # the current state has no error: earlier attempts' are in the history
-                receipt = record(ctx, rt, sub, state, redrive=redrive, at=at, kind=kind,
-                            attempts=attempts,
-                                  channel_used=target.channel, history=history,
-                                  provider_status=outcome.provider_status, message_id=mid,
-                                  delivered_at=at, result_at=result_at)
+                receipt = record(ctx, rt, sub, state, keep_in_object=keep_in_object, at=at,
+                                 kind=kind, attempts=attempts,
+                                 channel_used=target.channel, history=history,
+                                 provider_status=outcome.provider_status, message_id=mid,
+                                 delivered_at=at, result_at=result_at)
                 return receipt.model_dump(mode="json")
             last_error = f"{target.channel}: {outcome.error}"
             last_status = outcome.provider_status
@@ -193,18 +197,18 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                             target.channel, n, last_error)
                 break
             delay = policy.delay(n, outcome.retry_after)
-            record(ctx, rt, sub, DeliveryState.RETRYING, redrive=redrive, at=at, kind=kind,
-                   attempts=attempts,
-                    channel_used=target.channel, last_error=last_error,
-                    provider_status=last_status, message_id=mid, next_attempt_at=at + delay,
-                    history=history)
+            record(ctx, rt, sub, DeliveryState.RETRYING, keep_in_object=keep_in_object, at=at,
+                   kind=kind, attempts=attempts,
+                   channel_used=target.channel, last_error=last_error,
+                   provider_status=last_status, message_id=mid, next_attempt_at=at + delay,
+                   history=history)
             timer = ctx.sleep(timedelta(seconds=delay), name=f"retry {target.channel} #{n}")
             if cancel is None:
                 await timer
             else:
                 await unless_cancelled(cancel, timer)
-    receipt = record(ctx, rt, sub, DeliveryState.FAILED, redrive=redrive, at=at, kind=kind,
-                     attempts=attempts,
-                      last_error=last_error, provider_status=last_status, message_id=mid,
-                      history=history)
+    receipt = record(ctx, rt, sub, DeliveryState.FAILED, keep_in_object=keep_in_object, at=at,
+                     kind=kind, attempts=attempts,
+                     last_error=last_error, provider_status=last_status, message_id=mid,
+                     history=history)
     return receipt.model_dump(mode="json")

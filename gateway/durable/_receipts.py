@@ -39,7 +39,7 @@ def waiting_receipt(rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]
 
 
 def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: DeliveryState, *,
-           at: float, redrive: bool = False, kind: str = "result", attempts: int = 0,
+           at: float, keep_in_object: bool = False, kind: str = "result", attempts: int = 0,
            channel_used: str | None = None, last_error: str | None = None,
            provider_status: int | None = None, message_id: str | None = None,
            delivered_at: float | None = None, next_attempt_at: float | None = None,
@@ -64,7 +64,7 @@ def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: De
         failed = FailedDelivery(receipt=receipt, subscription=sub.model_copy(
             update={"from_task": False}))
         ctx.object_send(record_failure, key=ctx.key(), arg=failed)
-    elif redrive or not state.final or kind == "still_running":
+    elif keep_in_object or not state.final or kind == "still_running":
         # a final receipt is kept by the delivery's FINAL_RECEIPT_PROMISE (see on_notify):
         # one journal entry, no receipts invocation; a redrive's, made after it, is kept here
         # no traceparent: restate-server starts a linked trace for a send whatever it

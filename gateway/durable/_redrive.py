@@ -82,15 +82,16 @@ async def redeliver(ctx: WorkflowSharedContext, order: RedriveOrder) -> Delivery
                 raise
             view = await task_view(ctx, rt.redact(exc.message))
             receipt = await deliver(ctx, rt, sub, "failure", view, prior=order.prior,
-                                    redrive=True)
+                                    keep_in_object=True)
         else:
             view = TaskView(task_id=result.task_id, agent=result.agent, prompt=result.prompt,
                             labels=result.labels, output=result.output,
                             completed_at=result.completed_at)
             receipt = await deliver(ctx, rt, sub, "result", view, prior=order.prior,
-                                    redrive=True)
+                                    keep_in_object=True)
     except TerminalError as exc:
         if not is_cancellation(exc):
             raise
-        return record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time(), redrive=True)
+        return record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time(),
+                      keep_in_object=True)
     return DeliveryReceipt.model_validate(receipt)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 
 from gateway.api import RestateLink
@@ -58,3 +59,18 @@ def test_a_failed_webhook_is_redriven_once_with_the_same_webhook_id(
         assert len(receiver.requests) == 4  # nothing more was sent
     finally:
         receiver.stop()
+
+
+def test_the_handlers_describe_their_json_schemas(gateway: str,
+                                                   restate_server: LocalEngine) -> None:
+    """Typed handlers: Restate's admin API (and its UI playground) shows what each takes."""
+    doc = httpx.get(f"{restate_server.admin_url}/services/AsyncNotificationsAgent",
+                    timeout=10).json()
+    handlers = {h["name"]: h for h in doc["handlers"]}
+    notify = handlers["on_notify"]["input_json_schema"]
+    kinds = [s.get("type") for s in notify["anyOf"]]
+    assert kinds == ["string", "object"]  # the seed's "me@example.com", or a subscription
+    assert {"channel", "target", "fallback"} <= set(notify["anyOf"][1]["properties"])
+    assert "deliveries" in handlers["status"]["output_json_schema"]["properties"]
+    assert "prompt" in handlers["run"]["input_json_schema"]["anyOf"][1]["properties"]
+    assert "subscription_id" in handlers["cancel"]["input_json_schema"]["properties"]

@@ -15,11 +15,10 @@ task's outcome:
 
 from __future__ import annotations
 
-import json
-
 from restate import TerminalError, WorkflowSharedContext
 
 from gateway.core import DeliveryReceipt, DeliveryState
+from gateway.durable._bodies import SubscriberBody
 from gateway.durable._cancelling import CANCEL_PROMISE
 from gateway.durable._notify import on_notify, settle_once
 from gateway.durable._services import FINAL_RECEIPT_PROMISE, RESULT_PROMISE, workflow
@@ -41,7 +40,7 @@ async def cancel(ctx: WorkflowSharedContext, seen: DeliveryReceipt) -> DeliveryR
     except TerminalError:  # the task failed: known
         known = True
     if not known:
-        marker = json.dumps({"cancelled": sid}).encode()
+        marker = SubscriberBody.of({"cancelled": sid})
         ctx.workflow_send(on_notify, ctx.key(), marker, idempotency_key=sid)
         cancelled = seen.model_copy(update={"state": DeliveryState.CANCELLED,
                                             "updated_at": await ctx.time()})

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from restate import (
     TerminalError,
 )
@@ -20,17 +17,6 @@ from gateway.durable._untrusted import untrusted_problem
 from gateway.durable.runtime import Runtime
 
 # --- input -------------------------------------------------------------------------------
-
-
-def json_body(body: bytes | None, handler: str, expected: str) -> Any:
-    if not body:
-        raise TerminalError(f"{handler}: the request body is empty; send {expected}", 400)
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise TerminalError(
-            f"{handler}: the request body is not valid JSON ({exc}); send {expected}", 400
-        ) from None
 
 
 def describe(exc: Exception) -> str:
@@ -55,7 +41,3 @@ def checked_subscription(rt: Runtime, task_id: str, raw: object, *,
         raise TerminalError(f"subscriber refused: {problem}", 403)
     # its id derived from what it is, once normalised: the same subscriber is one subscription
     return sub.identified(task_id)
-
-
-def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(exclude_defaults=True).encode()

@@ -13,17 +13,18 @@ from restate import (
 )
 
 from gateway.core import (
+    DeliveryReceipt,
     DeliveryState,
     Subscription,
 )
 from gateway.core.rejection import rejected_receipt
+from gateway.durable._bodies import BodySerde, Notified, NotifyAck, SubscriberBody, Unreadable
 from gateway.durable._cancelling import Cancelled
 from gateway.durable._delivery import await_and_deliver, is_cancellation
-from gateway.durable._input import checked_subscription, encode, json_body
+from gateway.durable._input import checked_subscription
 from gateway.durable._receipts import record, record_receipt
 from gateway.durable._services import (
     FINAL_RECEIPT_PROMISE,
-    RAW,
     workflow,
 )
 from gateway.durable._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
@@ -32,26 +33,27 @@ from gateway.observability import bind_delivery
 from gateway.observability import trace as _trace
 
 
-@workflow.handler(input_serde=RAW, enable_lazy_state=True,
+@workflow.handler(input_serde=BodySerde(SubscriberBody), enable_lazy_state=True,
                   idempotency_retention=timedelta(days=7),
                   # a subscriber waiting for the result is suspended after 1 s without
                   # activity instead of Restate's default minute: waiting then holds no
                   # stream, coroutine or memory in the gateway process
                   inactivity_timeout=timedelta(seconds=1))
-async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
+async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notified:
     """Tell one subscriber the task's outcome: ``"me@example.com"``, ``"CHANNEL:TARGET"`` or
     ``{"channel": ..., "target": ..., "options": {...}, "fallback": [...]}``."""
     rt = current_runtime()
     try:
-        raw = json_body(body, "on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+        raw = body.value("on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
     except TerminalError as exc:
-        await _reject(ctx, rt, (body or b"").decode(errors="replace")[:2048], exc.message)
+        await _reject(ctx, rt, body.root.text if isinstance(body.root, Unreadable) else "",
+                      exc.message)
         raise
     if isinstance(raw, dict) and list(raw) == ["cancelled"]:
         # a task's own subscriber cancelled before the task finished: this invocation holds
         # its idempotency key, so the task's own start of it finds this one and sends nothing
-        return {"subscription_id": str(raw["cancelled"]),
-                "state": DeliveryState.CANCELLED.value}
+        return Notified(NotifyAck(subscription_id=str(raw["cancelled"]),
+                                  state=DeliveryState.CANCELLED))
     try:
         sub = checked_subscription(rt, ctx.key(), raw)
         await _refuse_untrusted(ctx, rt, sub)
@@ -62,10 +64,10 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     if _INGRESS_PATH in ctx.request().headers:
         # sent straight to the ingress (the gateway's own sends are keyed by the subscription
         # id already): started again under that key, so the same subscriber is told once
-        ctx.workflow_send(on_notify, ctx.key(), encode(sub), idempotency_key=sub.id,
-                          headers=await later_headers(ctx))
-        return {"task_id": ctx.key(), "subscription_id": sub.id,
-                "state": DeliveryState.WAITING.value}
+        ctx.workflow_send(on_notify, ctx.key(), SubscriberBody.of_subscription(sub),
+                          idempotency_key=sub.id, headers=await later_headers(ctx))
+        return Notified(NotifyAck(task_id=ctx.key(), subscription_id=sub.id,
+                                  state=DeliveryState.WAITING))
     bind_delivery(sub.id, sub.channel)
     span = _trace.start_notify(ctx, sub.id, sub.channel)
     try:
@@ -80,7 +82,7 @@ async def on_notify(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
     else:
         _settle(ctx, receipt)
     _trace.finish_notify(span, receipt)
-    return receipt
+    return Notified(DeliveryReceipt.model_validate(receipt))
 
 
 async def _refuse_untrusted(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) -> None:
@@ -99,7 +101,7 @@ async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: 
     sender has had a 202 and would never hear of the refusal otherwise."""
     rejected = rejected_receipt(ctx.key(), raw, reason, await ctx.time(), rt.redact,
                                 ctx.request().id)
-    ctx.object_send(record_receipt, key=ctx.key(), arg=rejected)
+    ctx.object_send(record_receipt, key=ctx.key(), arg=DeliveryReceipt.model_validate(rejected))
 
 
 #: set by the Restate server on an invocation that came through its ingress

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 from restate import (
     ObjectContext,
     ObjectSharedContext,
@@ -28,14 +28,18 @@ from gateway.observability import metrics as _metrics
 from gateway.observability import trace as _trace
 
 
-def waiting_receipt(rt: Runtime, sub: Subscription, at: float) -> dict[str, Any]:
+class Receipts(RootModel[list[DeliveryReceipt]]):
+    """Receipts of a task's subscriptions."""
+
+
+def waiting_receipt(rt: Runtime, sub: Subscription, at: float) -> DeliveryReceipt:
     assert sub.id is not None
     inst = rt.channels.get(sub.channel)
     return DeliveryReceipt(
         subscription_id=sub.id, channel=sub.channel,
         target=inst.channel.redact_target(sub.target), state=DeliveryState.WAITING,
         created_at=at, updated_at=at, address=inst.channel.reveal_target(sub.target),
-    ).model_dump(mode="json", exclude_none=True)
+    )
 
 
 def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: DeliveryState, *,
@@ -70,7 +74,7 @@ def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: De
         # no traceparent: restate-server starts a linked trace for a send whatever it
         # carries, the receipts make no spans, and headers are part of the journal an
         # on_notify waiting out a retry across an upgrade replays (see gateway._trace)
-        ctx.object_send(record_receipt, key=ctx.key(), arg=receipt.model_dump(mode="json"))
+        ctx.object_send(record_receipt, key=ctx.key(), arg=receipt)
     return receipt
 
 
@@ -80,10 +84,9 @@ _RECEIPT = "r:"
 
 
 @deliveries.handler(name="record")
-async def record_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> None:
+async def record_receipt(ctx: ObjectContext, new: DeliveryReceipt) -> None:
     """Store the newest receipt of a subscription (a final state is never overwritten by an
     earlier, non-final one of the same message kind)."""
-    new = DeliveryReceipt.model_validate(receipt)
     key = _RECEIPT + new.subscription_id
     old_raw = await ctx.get(key, type_hint=dict)
     if old_raw:
@@ -110,7 +113,7 @@ class FailedDelivery(BaseModel):
 @deliveries.handler(name="record_failure", ingress_private=True)
 async def record_failure(ctx: ObjectContext, failed: FailedDelivery) -> None:
     """Store a failed delivery's receipt, and its subscription for a redrive."""
-    await record_receipt(ctx, failed.receipt.model_dump(mode="json"))
+    await record_receipt(ctx, failed.receipt)
     ctx.set(_FAILED_SUBSCRIPTION + failed.receipt.subscription_id,
             failed.subscription.model_dump(mode="json", exclude_defaults=True))
 
@@ -131,37 +134,20 @@ def store_receipt(ctx: ObjectContext, receipt: DeliveryReceipt) -> None:
 
 
 @deliveries.handler(name="claim")
-async def claim_receipts(ctx: ObjectContext, receipts: list[dict[str, Any]]) -> list[str]:
+async def claim_receipts(ctx: ObjectContext, receipts: Receipts) -> list[str]:
     """Record the waiting receipts of subscriptions the task has no receipt of; their ids
     (one at a time per task: two repeats at once cannot both add the same subscriber)."""
     claimed = []
-    for receipt in receipts:
-        key = _RECEIPT + str(receipt["subscription_id"])
+    for receipt in receipts.root:
+        key = _RECEIPT + receipt.subscription_id
         if await ctx.get(key, type_hint=dict) is None:
-            ctx.set(key, receipt)
-            claimed.append(str(receipt["subscription_id"]))
+            ctx.set(key, receipt.model_dump(mode="json", exclude_none=True))
+            claimed.append(receipt.subscription_id)
     return claimed
 
 
-@deliveries.handler(name="cancel")
-async def cancel_receipt(ctx: ObjectContext, receipt: dict[str, Any]) -> dict[str, Any]:
-    """Mark a subscription cancelled unless its receipt is final already; the receipt as it
-    now is. ``receipt`` is the caller's view of it (a task's own subscribers keep their waiting
-    receipt in the task's state until they record one here). The caller cancels the
-    subscription's ``on_notify`` invocation."""
-    seen = DeliveryReceipt.model_validate(receipt)
-    key = _RECEIPT + seen.subscription_id
-    old_raw = await ctx.get(key, type_hint=dict)
-    old = DeliveryReceipt.model_validate(old_raw) if old_raw else seen
-    if old.state.final:
-        return old.model_dump(mode="json")
-    new = old.model_copy(update={"state": DeliveryState.CANCELLED, "updated_at": await ctx.time()})
-    ctx.set(key, new.model_dump(mode="json"))
-    return new.model_dump(mode="json")
-
-
 @deliveries.handler(name="list", kind="shared")
-async def list_receipts(ctx: ObjectSharedContext) -> list[dict[str, Any]]:
+async def list_receipts(ctx: ObjectSharedContext) -> Receipts:
     """Every receipt of the task, oldest subscription first."""
     out: list[dict[str, Any]] = []
     for key in await ctx.state_keys():
@@ -170,4 +156,4 @@ async def list_receipts(ctx: ObjectSharedContext) -> list[dict[str, Any]]:
             if value:
                 out.append(value)
     out.sort(key=lambda r: (r["created_at"], r["subscription_id"]))
-    return out
+    return Receipts.model_validate(out)

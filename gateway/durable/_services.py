@@ -14,7 +14,6 @@ from restate import (
     VirtualObject,
     Workflow,
 )
-from restate.serde import BytesSerde
 
 log = restate.getLogger("gateway.workflow")  # type: ignore[no-untyped-call]  # SDK: untyped
 
@@ -25,7 +24,6 @@ RESULT_PROMISE = "result"
 #: (retrying, still running) and every receipt of a subscriber added later
 FINAL_RECEIPT_PROMISE = "receipt:"
 RETENTION = timedelta(days=30)
-RAW = BytesSerde()
 
 #: How Restate retries a handler attempt that failed (the gateway process died, a deploy):
 #: quickly at first, then every 5 s for about 14 hours before pausing the invocation for an

@@ -29,7 +29,7 @@ from gateway.observability import trace as _trace
 # suspended while it waits for the receipts, so it holds none of the server's invocation
 # slots (bounded: see gateway.local.engine) that the receipts' own handler may need
 @workflow.handler(inactivity_timeout=timedelta(seconds=1))
-async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
+async def status(ctx: WorkflowSharedContext) -> TaskStatus:
     """The task's state, its result or error, and every delivery receipt."""
     task_raw = await ctx.get("task", type_hint=dict)
     state = await ctx.get("state", type_hint=str) or TaskState.UNKNOWN.value
@@ -38,8 +38,9 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
     completed_at = await ctx.get("completed_at", type_hint=float)
     waiting: list[dict[str, Any]] = await ctx.get("subscriptions", type_hint=list) or []
     asked = ctx.request().headers.get(_trace.TRACEPARENT)  # the read joins the request's trace
-    receipts = await ctx.object_call(list_receipts, key=ctx.key(), arg=None, headers={
+    listed = await ctx.object_call(list_receipts, key=ctx.key(), arg=None, headers={
         _trace.TRACEPARENT: asked or _trace.task_traceparent(ctx.key(), "status")})
+    receipts = [r.model_dump(mode="json") for r in listed.root]
     recorded = {r["subscription_id"] for r in receipts}
     merged = [r for r in waiting if r["subscription_id"] not in recorded] + receipts
     # a delivery's final receipt is its FINAL_RECEIPT_PROMISE (see on_notify): asked at once
@@ -66,4 +67,4 @@ async def status(ctx: WorkflowSharedContext) -> dict[str, Any]:
         out = out.model_copy(update={"output": result.output, "completed_at": result.completed_at})
     elif completed_at:
         out = out.model_copy(update={"completed_at": completed_at})
-    return out.model_dump(mode="json")
+    return out

@@ -4,43 +4,51 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from restate import (
     TerminalError,
     WorkflowSharedContext,
 )
 
-from gateway.core import (
-    TaskState,
+from gateway.core import Subscription, TaskState
+from gateway.durable._bodies import (
+    AddedSubscribers,
+    BodySerde,
+    SubscriberBody,
+    SubscribersBody,
+    SubscriptionAdded,
 )
-from gateway.durable._input import checked_subscription, encode, json_body
+from gateway.durable._input import checked_subscription
 from gateway.durable._notify import later_headers, on_notify
-from gateway.durable._receipts import claim_receipts, waiting_receipt
+from gateway.durable._receipts import Receipts, claim_receipts, waiting_receipt
 from gateway.durable._services import (
-    RAW,
     workflow,
 )
-from gateway.durable.runtime import current_runtime
+from gateway.durable.runtime import Runtime, current_runtime
 
 # --- subscribe / status --------------------------------------------------------------------
 
 
-@workflow.handler(input_serde=RAW)
-async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
+@workflow.handler(input_serde=BodySerde(SubscriberBody))
+async def subscribe(ctx: WorkflowSharedContext, body: SubscriberBody) -> SubscriptionAdded:
     """Validate a subscriber now (4xx on bad input) and start its ``on_notify``."""
     rt = current_runtime()
     sub = checked_subscription(
-        rt, ctx.key(), json_body(body, "subscribe", '"me@example.com" or "CHANNEL:TARGET"'),
+        rt, ctx.key(), body.value("subscribe", '"me@example.com" or "CHANNEL:TARGET"'),
         untrusted=True,
     )
     # in the task's trace, linked to this request's
     headers = await later_headers(ctx)
-    ctx.workflow_send(on_notify, ctx.key(), encode(sub), idempotency_key=sub.id,
-                      headers=headers)
+    ctx.workflow_send(on_notify, ctx.key(), SubscriberBody.of_subscription(sub),
+                      idempotency_key=sub.id, headers=headers)
+    return _added(rt, ctx.key(), sub)
+
+
+def _added(rt: Runtime, task_id: str, sub: Subscription) -> SubscriptionAdded:
+    assert sub.id is not None
     inst = rt.channels.get(sub.channel)
-    return {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
-            "target": inst.channel.redact_target(sub.target)}
+    return SubscriptionAdded(task_id=task_id, subscription_id=sub.id, channel=sub.channel,
+                             target=inst.channel.redact_target(sub.target))
 
 
 
@@ -50,12 +58,12 @@ async def subscribe(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
 _ACCEPT_POLLS, _ACCEPT_POLL = 100, timedelta(milliseconds=100)
 
 
-@workflow.handler(input_serde=RAW, enable_lazy_state=True)
-async def add_subscribers(ctx: WorkflowSharedContext, body: bytes) -> dict[str, Any]:
+@workflow.handler(input_serde=BodySerde(SubscribersBody), enable_lazy_state=True)
+async def add_subscribers(ctx: WorkflowSharedContext, body: SubscribersBody) -> AddedSubscribers:
     """A repeat submit's subscribers (a JSON list): those the task does not have yet are
     subscribed as ``subscribe`` does; ``added`` and ``existing`` say which were which."""
     rt = current_runtime()
-    raw = json_body(body, "add_subscribers", "a JSON list of subscribers")
+    raw = body.value("add_subscribers", "a JSON list of subscribers")
     if not isinstance(raw, list):
         raise TerminalError("add_subscribers: send a JSON list of subscribers", 400)
     subs = list({s.id: s for s in (checked_subscription(rt, ctx.key(), r) for r in raw)}.values())
@@ -63,20 +71,18 @@ async def add_subscribers(ctx: WorkflowSharedContext, body: bytes) -> dict[str, 
     now = await ctx.time()
     others = [waiting_receipt(rt, s, now) for s in subs if s.id not in own]
     headers = await later_headers(ctx)
-    claimed = set(await ctx.object_call(claim_receipts, key=ctx.key(), arg=others,
+    claimed = set(await ctx.object_call(claim_receipts, key=ctx.key(), arg=Receipts(others),
                                         headers=headers) if others else [])
     added, existing = [], []
     for sub in subs:
-        inst = rt.channels.get(sub.channel)
-        out = {"task_id": ctx.key(), "subscription_id": sub.id, "channel": sub.channel,
-               "target": inst.channel.redact_target(sub.target)}
+        out = _added(rt, ctx.key(), sub)
         if sub.id in claimed:
-            ctx.workflow_send(on_notify, ctx.key(), encode(sub), idempotency_key=sub.id,
-                              headers=headers)
+            ctx.workflow_send(on_notify, ctx.key(), SubscriberBody.of_subscription(sub),
+                              idempotency_key=sub.id, headers=headers)
             added.append(out)
         else:
             existing.append(out)
-    return {"task_id": ctx.key(), "added": added, "existing": existing}
+    return AddedSubscribers(task_id=ctx.key(), added=added, existing=existing)
 
 
 async def _own_subscription_ids(ctx: WorkflowSharedContext) -> set[str]:

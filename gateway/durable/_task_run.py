@@ -24,11 +24,11 @@ from gateway.core import (
     UserInputError,
 )
 from gateway.durable import _task_log
-from gateway.durable._input import checked_subscription, describe, encode, json_body
+from gateway.durable._bodies import BodySerde, RunOutcome, SubscriberBody, TaskBody, TaskFailed
+from gateway.durable._input import checked_subscription, describe
 from gateway.durable._notify import on_notify
 from gateway.durable._receipts import waiting_receipt
 from gateway.durable._services import (
-    RAW,
     RESULT_PROMISE,
     RETENTION,
     log,
@@ -42,8 +42,8 @@ from gateway.observability import trace as _trace
 # --- run -----------------------------------------------------------------------------------
 
 
-@workflow.main(input_serde=RAW, workflow_retention=RETENTION)
-async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
+@workflow.main(input_serde=BodySerde(TaskBody), workflow_retention=RETENTION)
+async def run(ctx: WorkflowContext, body: TaskBody) -> RunOutcome:
     """Start a task: ``"a prompt"`` or ``{"prompt": ..., "agent": ..., "labels": ...,
     "subscriptions": [...]}``."""
     rt = current_runtime()
@@ -51,7 +51,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     expected = 'a JSON string prompt or {"prompt": "...", "subscriptions": [...]}'
     problem: str | None = None
     try:
-        request = TaskRequest.parse(json_body(body, "run", expected))
+        request = TaskRequest.parse(body.value("run", expected))
         runner = rt.agent(request.agent)
         subs = [checked_subscription(rt, task_id, s, untrusted=True)
                 for s in request.subscriptions]
@@ -108,7 +108,8 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
         ctx.set(STANDING_STATE, [standing_fingerprint(Subscription.model_validate(raw))
                                  for raw in routed])
     # their "waiting" receipts are part of the task's state: one write, not one per subscriber
-    ctx.set("subscriptions", [waiting_receipt(rt, sub, submitted_at) for sub in chosen.values()])
+    ctx.set("subscriptions", [waiting_receipt(rt, sub, submitted_at).model_dump(
+        mode="json", exclude_none=True) for sub in chosen.values()])
     _task_log.task_accepted(task.agent, len(chosen), len(routed))
     send_headers = _trace.notify_headers(task_id, traceparent, submitted_at)
     # a subscriber owed a still-running notice at the deadline waits from the start; the
@@ -148,7 +149,7 @@ async def run(ctx: WorkflowContext, body: bytes) -> dict[str, Any]:
     if span is not None:
         span.attributes["gateway.task.outcome"] = "succeeded"
         span.finish()
-    return payload
+    return RunOutcome(result)
 
 
 def _start_notify(ctx: WorkflowContext, task_id: str, subs: list[Subscription],
@@ -157,7 +158,8 @@ def _start_notify(ctx: WorkflowContext, task_id: str, subs: list[Subscription],
     subscriber cancelled while the task ran has one already, which ended at once)."""
     for sub in subs:
         sub = sub.model_copy(update={"from_task": True})
-        ctx.workflow_send(on_notify, task_id, encode(sub), idempotency_key=sub.id,
+        ctx.workflow_send(on_notify, task_id, SubscriberBody.of_subscription(sub),
+                          idempotency_key=sub.id,
                           headers=headers)
 
 
@@ -189,7 +191,7 @@ def _route_checked(rt: Runtime, task: Task) -> list[dict[str, Any]]:
 
 
 async def _fail(ctx: WorkflowContext, rt: Runtime, error: str, task: Task,
-                span: _trace.HandlerTrace | None) -> dict[str, Any]:
+                span: _trace.HandlerTrace | None) -> RunOutcome:
     error = rt.redact(error)
     agent = task.agent
     ctx.set("error", error)
@@ -206,4 +208,4 @@ async def _fail(ctx: WorkflowContext, rt: Runtime, error: str, task: Task,
     if span is not None:
         span.attributes["gateway.task.outcome"] = "failed"
         span.finish(error="agent_failed")
-    return {"task_id": ctx.key(), "state": TaskState.FAILED.value, "error": error}
+    return RunOutcome(TaskFailed(task_id=ctx.key(), state=TaskState.FAILED, error=error))

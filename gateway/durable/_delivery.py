@@ -9,7 +9,6 @@ from typing import Any
 
 from restate import (
     DurablePromise,
-    RunOptions,
     TerminalError,
     WorkflowSharedContext,
 )
@@ -33,6 +32,7 @@ from gateway.durable._services import (
     RESULT_PROMISE,
     log,
 )
+from gateway.durable.retry import step_options
 from gateway.durable.runtime import Runtime
 from gateway.observability import bind_delivery
 from gateway.observability import trace as _trace
@@ -158,12 +158,8 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
         policy = inst.retry
         attempt = Attempt(rt, inst.sender, message, options, policy.attempt_timeout,
                            target.channel, mid, span, result_at)
-        run_options: RunOptions[AttemptOutcome] = RunOptions(
-            type_hint=AttemptOutcome, max_attempts=policy.max_attempts,
-            initial_retry_interval=timedelta(seconds=policy.initial_interval),
-            max_retry_interval=timedelta(seconds=policy.max_interval),
-            retry_interval_factor=policy.factor,
-        )
+        # an attempt that raised what a channel should not is retried in place, as well
+        run_options = step_options(policy, AttemptOutcome)
         for n in range(1, policy.max_attempts + 1):
             attempts += 1
             try:

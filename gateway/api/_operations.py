@@ -16,6 +16,7 @@ from gateway.api._models import (
 )
 from gateway.api._openapi import Header, Operation, PathParam
 from gateway.api._probes import healthz, readyz
+from gateway.api._redrive import redrive_subscription
 from gateway.api._tasks import add_subscription, cancel_subscription, create_task, get_task
 from gateway.api.task_list import TaskList, list_tasks_endpoint
 from gateway.core import DeliveryReceipt, TaskStatus
@@ -64,6 +65,17 @@ OPERATIONS: tuple[Operation, ...] = (
               params=(_TASK, PathParam("subscription_id", SUBSCRIPTION_ID_PATTERN,
                                        "The subscription id (s_...).")),
               endpoint=cancel_subscription),
+    Operation("post", "/v1/tasks/{task_id}/subscriptions/{subscription_id}/redrive",
+              "redriveSubscription", "Deliver a failed subscription again", "subscribe",
+              {202: ("Redriving: the receipt, retrying.", DeliveryReceipt)},
+              errors=(401, 403, 404, 409),
+              params=(_TASK, PathParam("subscription_id", SUBSCRIPTION_ID_PATTERN,
+                                       "The subscription id (s_...).")),
+              description="A new durable attempt chain of a failed subscription, sending the "
+                          "same message id (webhook-id), so a receiver that drops duplicates "
+                          "sees one message; its attempts follow the failed ones in the "
+                          "receipt. A delivered, waiting or cancelled subscription: 409.",
+              endpoint=redrive_subscription),
     Operation("post", "/v1/hooks/{source}", "receiveHook", "Inbound webhook of a source", None,
               {201: ("A task was started.", TaskCreated),
                200: ("A retry of a delivery seen before: the same task.", TaskCreated)},

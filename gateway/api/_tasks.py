@@ -166,18 +166,7 @@ async def cancel_for(door: FrontDoor, caller: Caller, task_id: str,
         raise missing
     if found.state is not DeliveryState.CANCELLED:
         _still_waiting(found)
-        invocation = found.invocation_id or await door.restate.find_notify_invocation(
-            key, sid)
-        if invocation is None and found.state is DeliveryState.WAITING:
-            # a subscriber of the task itself, which starts it when the outcome is known
-            invocation = await door.restate.claim_notify(key, sid)
-        if invocation:  # cancelled first, so it cannot deliver after being marked
-            await door.restate.cancel_invocation(invocation)
-        found = await door.restate.mark_cancelled(key, found)
-        _still_waiting(found)
-        # delivered (or failed) in the meantime: its last receipt is kept by the task itself
-        now = await door.restate.status(key)
-        found = next((r for r in now.deliveries if r.subscription_id == sid), found)
+        found = await door.restate.cancel(key, found)  # what it came to: cancelled, or final
         _still_waiting(found)
         log.info("subscription %s of task %s cancelled", sid, key)
     return found

@@ -6,6 +6,7 @@
     POST   /v1/tasks/{task_id}/subscriptions       subscribe   add a subscriber, any time
     GET    /v1/tasks/{task_id}                     read        state, result, receipts
     DELETE /v1/tasks/{task_id}/subscriptions/{id}  subscribe   cancel a waiting subscription
+    POST   /v1/tasks/{task_id}/subscriptions/{id}/redrive  subscribe  deliver a failed one again
     POST   /v1/hooks/{source}                      (signed)    inbound webhook -> task
     GET    /healthz, /readyz, /openapi.json        (open)
 
@@ -31,16 +32,20 @@ from gateway.api._door import ApiSettings, FrontDoor
 from gateway.api._errors import EXCEPTION_HANDLERS, ErrorBoundary
 from gateway.api._limits import BodyLimits
 from gateway.api._openapi import openapi_document
-from gateway.api._operations import OPERATIONS
+from gateway.api._operations import OPERATIONS as _TASK_OPERATIONS
 from gateway.api._probes import openapi
 from gateway.api._single_flight import SingleFlight
 from gateway.api._trace import http_server_spans
 from gateway.api.restate_link import RestateLink
 from gateway.console import console_mount
+from gateway.console.redrive import REDRIVE_OPERATION
 from gateway.durable import Runtime
 from gateway.observability import metrics as _metrics
 
 __all__ = ["OPERATIONS", "ApiSettings", "FrontDoor", "create_api"]
+
+#: every operation of the API (the console's bulk redrive joins the task operations)
+OPERATIONS = (*_TASK_OPERATIONS, REDRIVE_OPERATION)
 
 #: /metrics asks Restate for the waiting subscriptions at most this often (one query)
 METRICS_REFRESH_SECONDS = 5.0

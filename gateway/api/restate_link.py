@@ -1,4 +1,4 @@
-"""The front door's link to Restate: its ingress (handlers) and admin API (readiness, cancel).
+"""The front door's link to Restate: its ingress (handlers) and admin API (readiness, metrics).
 
 The ingress may be several URLs (the nodes of a cluster): see :mod:`gateway.durable.ingress_urls`.
 
@@ -25,8 +25,8 @@ from gateway.durable.ingress import (
     RestateFailed,
     answer,
     message,
-    quoted_key,
 )
+from gateway.durable.redrive_check import REDRIVE_HANDLER, redrive_refusal
 from gateway.observability.metrics import SUBSCRIPTIONS_WAITING
 
 __all__ = ["HandlerRefused", "RestateFailed", "RestateLink", "Started"]
@@ -128,49 +128,21 @@ class RestateLink:
         raise RestateFailed(f"the workflow output of a task answered HTTP {r.status_code}: "
                             f"{message(r)}", status=r.status_code)
 
-    async def mark_cancelled(self, task_id: str, seen: DeliveryReceipt) -> DeliveryReceipt:
-        """The receipt marked cancelled, or as it is when it is final already."""
-        data = await self._call(RECEIPTS, task_id, "cancel", seen.model_dump_json().encode())
+    async def cancel(self, task_id: str, seen: DeliveryReceipt) -> DeliveryReceipt:
+        """Cancel a subscription (``seen``: its receipt, not final) in one durable step; the
+        receipt it came to: cancelled (nothing is sent afterwards), or final already."""
+        data = await self._call(SERVICE, task_id, "cancel", seen.model_dump_json().encode())
         return DeliveryReceipt.model_validate(data)
 
-    async def find_notify_invocation(self, task_id: str, subscription_id: str) -> str | None:
-        """The id of the ``on_notify`` invocation of a subscription (sent with the subscription
-        id as its idempotency key), from the admin API's invocation table; None: none yet."""
-        for value in (task_id, subscription_id):
-            if "'" in value or "\\" in value:  # both are validated ids; never quote-able
-                raise ValueError(f"{value!r} cannot be an id")
-        query = ("SELECT id FROM sys_invocation WHERE target_service_name = "
-                 f"'{SERVICE}' AND target_service_key = '{task_id}' AND target_handler_name = "
-                 f"'on_notify' AND idempotency_key = '{subscription_id}'")
-        r = await self._request("POST", f"{self.admin_url}/query", json.dumps(
-            {"query": query}).encode(), accept="application/json")
-        if r.status_code != 200:
-            raise RestateFailed(f"the admin query of invocations answered HTTP "
-                                f"{r.status_code}: {message(r)}", status=r.status_code)
-        rows = r.json().get("rows", [])
-        return str(rows[0]["id"]) if rows else None
-
-    async def claim_notify(self, task_id: str, subscription_id: str) -> str:
-        """Take the idempotency key of a task's own subscriber whose ``on_notify`` has not
-        started (the task is still running): the task's later send of it then finds this one,
-        which ends at once, and delivers nothing. The id of the invocation holding the key
-        (the task's own, if it got there first: the caller cancels it)."""
-        body = json.dumps({"cancelled": subscription_id}).encode()
-        r = await self._ingress_request(self._handler(task_id, "on_notify", body, send=True,
-                                                      idempotency_key=subscription_id))
-        if r.status_code >= 300:
-            raise RestateFailed(f"holding back subscriber {subscription_id} answered HTTP "
-                                f"{r.status_code}: {message(r)}", status=r.status_code)
-        return str(r.json()["invocationId"])
-
-    async def cancel_invocation(self, invocation_id: str) -> None:
-        """Ask Restate to cancel an invocation (admin API); one that already ended is fine."""
-        url = f"{self.admin_url}/invocations/{quoted_key(invocation_id)}/cancel"
-        r = await self._request("PATCH", url)
-        if r.status_code in (200, 202, 404, 409):  # cancelled, will be, gone, already completed
-            return
-        raise RestateFailed(f"cancelling invocation {invocation_id} answered HTTP "
-                            f"{r.status_code}: {message(r)}", status=r.status_code)
+    async def redrive(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
+        """Start a new attempt chain of a failed subscription (the same message id); its
+        receipt, now retrying. HandlerRefused 404: no such subscription; 409: not failed."""
+        refusal = redrive_refusal(await self.status(task_id), subscription_id)
+        if refusal is not None:
+            raise HandlerRefused(refusal[1], refusal[0])
+        body = json.dumps({"subscription_id": subscription_id}).encode()
+        data = await self._call(RECEIPTS, task_id, REDRIVE_HANDLER, body)
+        return DeliveryReceipt.model_validate(data)
 
     async def refresh_metrics(self) -> None:
         """Update the scrape-time gauges: subscriptions whose ``on_notify`` has not finished

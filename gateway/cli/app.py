@@ -14,6 +14,7 @@ from gateway.cli._config import config_app
 from gateway.cli._console import err, fail, out
 from gateway.cli._mail import mail_app
 from gateway.cli._progress import delivery_table, finished, follow
+from gateway.cli._redrive import redrive_failed
 from gateway.cli._serve import DEFAULT_INGRESS, register, serve, up
 from gateway.cli._tasks import tasks
 from gateway.core import (
@@ -157,6 +158,40 @@ def subscribe(
         result = client.subscribe(task_id, sub)
     out.print(f"subscribed {result['channel']}:{result['target']} to task {task_id} "
               f"(subscription {result['subscription_id']})")
+
+
+@app.command()
+def redrive(
+    task_id: Annotated[str | None, typer.Argument(help="The task.")] = None,
+    subscription_id: Annotated[str | None, typer.Argument(
+        help="The failed subscription (s_...).")] = None,
+    channel: Annotated[str | None, typer.Option(
+        help="Instead: every failed delivery on this channel (through the API).")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="With --channel: only deliveries to this target.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="With --channel: failed at or after this time (ISO 8601, or an age: 90m, 6h, "
+             "2d).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (--channel).")] = False,
+    ingress_url: IngressUrl = DEFAULT_INGRESS,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Deliver a failed subscription again (the same message id), or with --channel and
+    --since every delivery on a channel that failed since then."""
+    if channel is not None or since is not None:
+        if task_id is not None or channel is None or since is None:
+            fail("give either TASK SUBSCRIPTION, or --channel and --since (no task)", 2)
+        redrive_failed(channel, target, since, api_url=api_url or "http://localhost:8000",
+                       api_key=api_key, as_json=as_json)
+        return
+    if task_id is None or subscription_id is None:
+        fail("give TASK SUBSCRIPTION (the failed subscription's id: status --json), or "
+             "--channel and --since", 2)
+    with _client(ingress_url, api_url, api_key) as client:
+        receipt = client.redrive(task_id, subscription_id)
+    out.print(f"redriving subscription {receipt.subscription_id} of task {task_id} "
+              f"(state {receipt.state.value}, {receipt.attempts} attempts before)")
 
 
 @app.command()

@@ -76,4 +76,6 @@ def console_app(door: FrontDoor, extra: Sequence[BaseRoute] = (), *,
 
 def console_mount(door: FrontDoor) -> Mount:
     """The console at ``/console`` of the API."""
-    return Mount(CONSOLE_PATH, app=console_app(door))
+    from gateway.console.redrive import REDRIVE_ROUTES
+
+    return Mount(CONSOLE_PATH, app=console_app(door, REDRIVE_ROUTES, redrive=True))

@@ -8,16 +8,14 @@ the tasks with a subscriber on the channel, submitted from a day before ``since`
 delivery fails after its task was submitted, within the task's run time), whose receipt on
 that channel (optionally that target) failed at or after ``since``.
 
-Wiring (kept apart so the rest of the console does not need it): ``REDRIVE_OPERATION`` joins
-``OPERATIONS`` (gateway/api/_operations.py); ``console_app(door, REDRIVE_ROUTES,
-redrive=True)`` adds the console's buttons.
+``REDRIVE_OPERATION`` joins the API's operations (gateway/api/front_door.py); the console's
+mount adds ``REDRIVE_ROUTES`` (its buttons).
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -71,12 +69,12 @@ class RedriveResult(BaseModel):
     truncated: bool = False
 
 
-async def redrive_one(door: FrontDoor, caller: Caller, task_id: str, sid: str) -> Any:
+async def redrive_one(door: FrontDoor, caller: Caller, task_id: str,
+                      sid: str) -> DeliveryReceipt:
     """Redrive one subscription of a caller's task: its receipt (404/409 as the API's)."""
-    link: Any = door.restate  # RestateLink.redrive comes with the durable redrive
     key = workflow_key(caller, task_id)
     try:
-        return await link.redrive(key, sid)
+        return await door.restate.redrive(key, sid)
     finally:
         forget(door.restate, key)
 
@@ -135,9 +133,7 @@ async def _redrive_row(door: FrontDoor, caller: Caller, task_id: str,
     except ApiError as exc:  # delivered or cancelled meanwhile: said, and the rest go on
         return Redriven(task_id=task_id, subscription_id=sid,
                         state=receipt.state.value, error=exc.message)
-    state = getattr(after, "state", None)
-    return Redriven(task_id=task_id, subscription_id=sid,
-                    state=str(getattr(state, "value", state) or "retrying"))
+    return Redriven(task_id=task_id, subscription_id=sid, state=after.state.value)
 
 
 async def redrive_endpoint(request: Request) -> Response:

@@ -21,7 +21,6 @@ import os
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from pydantic_ai import Agent
@@ -36,6 +35,7 @@ from restate.ext.pydantic import RestateAgent
 from gateway.config import PROVIDERS, build_model, key_problem, provider_problem
 from gateway.core import ConfigError, TaskInputError
 from gateway.durable._model_retry import RetryingModel
+from gateway.durable.retry import AGENT_STEP_RETRY, step_options
 from gateway.observability.trace import agent_instrumentation
 
 __all__ = ["AgentRunner", "AgentSpec", "OfflineModelError", "build_agent", "offline_model"]
@@ -211,11 +211,8 @@ def build_agent(spec: AgentSpec) -> AgentRunner:
     instrumentation = agent_instrumentation()
     if instrumentation is not None:  # its spans of the run and model calls (tracing is on)
         agent.instrument = instrumentation
-    options: RunOptions[object] = RunOptions(
-        max_attempts=spec.max_attempts,
-        initial_retry_interval=timedelta(milliseconds=500),
-        max_retry_interval=timedelta(seconds=10),
-    )
+    options: RunOptions[object] = step_options(AGENT_STEP_RETRY,
+                                                max_attempts=spec.max_attempts)
     # the SDK journals model responses through one TypeAdapter built at import
     durable: RestateAgent[None, str] = RestateAgent(agent, run_options=options)
     return AgentRunner(spec, durable, model)

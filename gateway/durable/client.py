@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from gateway.core import (
+    DeliveryReceipt,
     EngineError,
     Subscription,
     TaskRequest,
@@ -23,6 +24,7 @@ from gateway.core import (
     UserInputError,
 )
 from gateway.durable.ingress import Ingress, IngressCall, RestateFailed
+from gateway.durable.redrive_check import REDRIVE_HANDLER, redrive_refusal
 from gateway.observability.trace import TRACEPARENT, task_traceparent
 
 __all__ = ["ApiClient", "GatewayClient", "Submitted"]
@@ -96,10 +98,32 @@ class GatewayClient:
         r = self._post(task_id, "status", b"")
         return TaskStatus.model_validate(r.json())
 
+    def redrive(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
+        """Deliver a failed subscription again (the same message id); its receipt, now
+        retrying. UserInputError: unknown, or not failed (the reason says which)."""
+        refusal = redrive_refusal(self.status(task_id), subscription_id)
+        if refusal is not None:
+            raise UserInputError(refusal[1])
+        call = IngressCall.handler(task_id, REDRIVE_HANDLER, json.dumps(
+            {"subscription_id": subscription_id}).encode(), service=RECEIPTS_SERVICE,
+            traceparent=_traced(task_id, REDRIVE_HANDLER))
+        try:
+            response = self._ingress.send_sync(self._http, call)
+        except RestateFailed as exc:
+            raise EngineError(f"cannot reach the Restate ingress at {self.ingress_url} "
+                              f"({exc.last_error})") from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return DeliveryReceipt.model_validate(response.json())
+
     def wait(self, task_id: str, timeout: float, *, deliveries: bool = True,
              poll: float = 0.2) -> TaskStatus:
         """Poll until the task has finished and (with ``deliveries``) every delivery is final."""
         return _wait(lambda: self.status(task_id), timeout, deliveries, poll)
+
+
+#: the receipts object (see gateway.durable._receipts)
+RECEIPTS_SERVICE = "TaskDeliveries"
 
 
 def _traced(task_id: str, handler: str) -> dict[str, str]:
@@ -182,6 +206,11 @@ class ApiClient:
         path = f"{self._task(task_id)}/subscriptions/{quote(subscription_id, safe='')}"
         result: dict[str, Any] = self._request("DELETE", path).json()
         return result
+
+    def redrive(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
+        """Deliver a failed subscription again (the same message id); its receipt."""
+        path = f"{self._task(task_id)}/subscriptions/{quote(subscription_id, safe='')}/redrive"
+        return DeliveryReceipt.model_validate(self._request("POST", path).json())
 
     def wait(self, task_id: str, timeout: float, *, deliveries: bool = True,
              poll: float = 0.2) -> TaskStatus:

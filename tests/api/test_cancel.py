@@ -1,5 +1,5 @@
-"""DELETE of a subscription still waiting: its on_notify invocation is cancelled through
-Restate's admin API and its receipt says so; a delivered one cannot be cancelled."""
+"""DELETE of a subscription still waiting: one durable step (the workflow's ``cancel``), no
+admin API; its receipt says so; a delivered one cannot be cancelled."""
 
 from __future__ import annotations
 
@@ -49,3 +49,11 @@ def test_cancel_a_waiting_subscription(http: httpx.Client, mailbox: Mailbox) -> 
     assert "already delivered" in delivered.json()["message"]
     missing = http.delete(f"/v1/tasks/{task_id}/subscriptions/s_0000000000000000")
     assert missing.status_code == 404
+
+    # a redrive is for a failed delivery only
+    for sid, state in ((keep_id, "delivered"), (drop_id, "cancelled")):
+        refused = http.post(f"/v1/tasks/{task_id}/subscriptions/{sid}/redrive")
+        assert refused.status_code == 409, refused.text
+        assert f"is {state}: only a failed delivery" in refused.json()["message"]
+    unknown = http.post(f"/v1/tasks/{task_id}/subscriptions/s_0000000000000000/redrive")
+    assert unknown.status_code == 404 and task_id in unknown.json()["message"]

@@ -25,7 +25,9 @@ def test_health_readiness_and_the_document(api_url: str) -> None:
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {
         "/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/subscriptions",
-        "/v1/tasks/{task_id}/subscriptions/{subscription_id}", "/v1/hooks/{source}",
+        "/v1/tasks/{task_id}/subscriptions/{subscription_id}",
+        "/v1/tasks/{task_id}/subscriptions/{subscription_id}/redrive", "/v1/hooks/{source}",
+        "/v1/redrive",
         "/healthz", "/readyz",
     }
     assert doc["paths"]["/v1/tasks"]["post"]["security"] == [{"apiKey": []}]

@@ -1,8 +1,5 @@
 """Redrive: every failed delivery of a channel since a time (``POST /v1/redrive``, the CLI's
-``gateway redrive --channel``), and the console's button.
-
-The checks of a request run now; sending a delivery again needs ``RestateLink.redrive`` (the
-durable redrive), without which the end-to-end test is skipped, and says so."""
+``gateway redrive --channel``), and the console's button."""
 
 from __future__ import annotations
 
@@ -68,8 +65,6 @@ def test_since_takes_a_time_or_an_age() -> None:
 
 
 @pytest.mark.restate
-@pytest.mark.skipif(not hasattr(RestateLink, "redrive"),
-                    reason="sending a delivery again needs RestateLink.redrive")
 def test_failed_deliveries_of_a_channel_are_sent_again_once_the_receiver_is_back(
         api_url: str, http: httpx.Client) -> None:
     receiver = WebhookReceiver(secret=WEBHOOK_SECRET, responses=[500] * 3).start()

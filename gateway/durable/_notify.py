@@ -1,0 +1,143 @@
+"""``on_notify``: tell one subscriber the task's outcome (the handler of Restate's
+"notify when ready" pattern).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from restate import (
+    TerminalError,
+    WorkflowSharedContext,
+)
+
+from gateway.core import (
+    DeliveryReceipt,
+    DeliveryState,
+    Subscription,
+)
+from gateway.core.rejection import rejected_receipt
+from gateway.durable._bodies import BodySerde, Notified, NotifyAck, SubscriberBody, Unreadable
+from gateway.durable._cancelling import Cancelled
+from gateway.durable._delivery import await_and_deliver, is_cancellation
+from gateway.durable._input import checked_subscription
+from gateway.durable._receipts import record, record_receipt
+from gateway.durable._services import (
+    FINAL_RECEIPT_PROMISE,
+    workflow,
+)
+from gateway.durable._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
+from gateway.durable.runtime import Runtime, current_runtime
+from gateway.observability import bind_delivery
+from gateway.observability import trace as _trace
+
+
+@workflow.handler(input_serde=BodySerde(SubscriberBody), enable_lazy_state=True,
+                  idempotency_retention=timedelta(days=7),
+                  # a subscriber waiting for the result is suspended after 1 s without
+                  # activity instead of Restate's default minute: waiting then holds no
+                  # stream, coroutine or memory in the gateway process
+                  inactivity_timeout=timedelta(seconds=1))
+async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notified:
+    """Tell one subscriber the task's outcome: ``"me@example.com"``, ``"CHANNEL:TARGET"`` or
+    ``{"channel": ..., "target": ..., "options": {...}, "fallback": [...]}``."""
+    rt = current_runtime()
+    try:
+        raw = body.value("on_notify", '"me@example.com" or "CHANNEL:TARGET" or an object')
+    except TerminalError as exc:
+        await _reject(ctx, rt, body.root.text if isinstance(body.root, Unreadable) else "",
+                      exc.message)
+        raise
+    if isinstance(raw, dict) and list(raw) == ["cancelled"]:
+        # a task's own subscriber cancelled before the task finished: this invocation holds
+        # its idempotency key, so the task's own start of it finds this one and sends nothing
+        return Notified(NotifyAck(subscription_id=str(raw["cancelled"]),
+                                  state=DeliveryState.CANCELLED))
+    try:
+        sub = checked_subscription(rt, ctx.key(), raw)
+        await _refuse_untrusted(ctx, rt, sub)
+    except TerminalError as exc:
+        await _reject(ctx, rt, raw, exc.message)
+        raise
+    assert sub.id is not None
+    if _INGRESS_PATH in ctx.request().headers:
+        # sent straight to the ingress (the gateway's own sends are keyed by the subscription
+        # id already): started again under that key, so the same subscriber is told once
+        ctx.workflow_send(on_notify, ctx.key(), SubscriberBody.of_subscription(sub),
+                          idempotency_key=sub.id, headers=await later_headers(ctx))
+        return Notified(NotifyAck(task_id=ctx.key(), subscription_id=sub.id,
+                                  state=DeliveryState.WAITING))
+    bind_delivery(sub.id, sub.channel)
+    span = _trace.start_notify(ctx, sub.id, sub.channel)
+    try:
+        receipt = await await_and_deliver(ctx, rt, sub)
+    except Cancelled:  # the subscription's cancel (see gateway.durable._cancel)
+        receipt = await _settle_cancelled(ctx, rt, sub)
+    except TerminalError as exc:
+        if not is_cancellation(exc):
+            raise
+        # its invocation cancelled by an operator: nothing more is sent
+        receipt = await _settle_cancelled(ctx, rt, sub)
+    else:
+        _settle(ctx, receipt)
+    _trace.finish_notify(span, receipt)
+    return Notified(DeliveryReceipt.model_validate(receipt))
+
+
+async def _refuse_untrusted(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) -> None:
+    """TerminalError(403) for a subscriber an untrusted caller may not use, unless it is one
+    of the YAML file's standing subscriptions that ``run`` routed for this task."""
+    problem = untrusted_problem(rt, sub)
+    if problem is None:
+        return
+    if sub.from_task:
+        standing = await ctx.get(STANDING_STATE, type_hint=list[str]) or []
+        if standing_fingerprint(sub) in standing:
+            return
+    raise TerminalError(f"subscriber refused: {problem}", 403)
+async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: str) -> None:
+    """Record a refused subscriber where ``status`` reads receipts: sent with ``/send``, its
+    sender has had a 202 and would never hear of the refusal otherwise."""
+    rejected = rejected_receipt(ctx.key(), raw, reason, await ctx.time(), rt.redact,
+                                ctx.request().id)
+    ctx.object_send(record_receipt, key=ctx.key(), arg=DeliveryReceipt.model_validate(rejected))
+
+
+#: set by the Restate server on an invocation that came through its ingress
+_INGRESS_PATH = "x-restate-ingress-path"
+
+
+def _settle(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> None:
+    """Keep a subscription's final receipt (FINAL_RECEIPT_PROMISE). Journaled when made; not
+    awaited, so the invocation ends without another round trip. If one was kept before (the
+    subscriber started twice by hand, without its idempotency key), the first stays."""
+    ctx.promise(FINAL_RECEIPT_PROMISE + receipt["subscription_id"], type_hint=dict).resolve(
+        receipt)
+
+
+async def _settle_cancelled(ctx: WorkflowSharedContext, rt: Runtime,
+                            sub: Subscription) -> dict[str, Any]:
+    """Keep a cancelled receipt, unless ``cancel`` kept one first; the one kept."""
+    receipt = record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
+        mode="json")
+    return await settle_once(ctx, receipt)
+
+
+async def settle_once(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> dict[str, Any]:
+    """Resolve FINAL_RECEIPT_PROMISE with ``receipt`` unless it is resolved; what it holds."""
+    final = ctx.promise(FINAL_RECEIPT_PROMISE + receipt["subscription_id"], type_hint=dict)
+    try:
+        await final.resolve(receipt)
+    except TerminalError:  # resolved before: that one stands
+        kept: dict[str, Any] = await final.value()
+        return kept
+    return receipt
+
+
+
+async def later_headers(ctx: WorkflowSharedContext) -> dict[str, str]:
+    """The trace headers of a send of ``on_notify`` for a subscriber added after the start."""
+    task_trace = await ctx.get("trace", type_hint=str)
+    return _trace.subscribe_headers(ctx.key(), task_trace,
+                                    ctx.request().headers.get(_trace.TRACEPARENT))

@@ -1,0 +1,37 @@
+"""The Restate services of the gateway (the workflow ``AsyncNotificationsAgent`` and the
+receipts object ``TaskDeliveries``), their retry policy for a failed handler attempt, and the
+names of the durable promises and state they share. Handlers are defined in the modules
+that import these.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import restate
+from restate import (
+    InvocationRetryPolicy,
+    VirtualObject,
+    Workflow,
+)
+
+log = restate.getLogger("gateway.workflow")  # type: ignore[no-untyped-call]  # SDK: untyped
+
+RESULT_PROMISE = "result"
+#: + subscription id: the last receipt of one of the task's own subscribers, kept in the
+#: task's workflow as a durable promise (a shared handler may complete one): one write, and
+#: no receipts invocation per delivery. The receipts object keeps the ones before it
+#: (retrying, still running) and every receipt of a subscriber added later
+FINAL_RECEIPT_PROMISE = "receipt:"
+RETENTION = timedelta(days=30)
+
+#: How Restate retries a handler attempt that failed (the gateway process died, a deploy):
+#: quickly at first, then every 5 s for about 14 hours before pausing the invocation for an
+#: operator to resume - never dropping it. Delivery retries have their own per-channel policy.
+INVOCATION_RETRY = InvocationRetryPolicy(
+    initial_interval=timedelta(milliseconds=100), exponentiation_factor=2.0,
+    max_interval=timedelta(seconds=5), max_attempts=10_000, on_max_attempts="pause",
+)
+
+workflow = Workflow("AsyncNotificationsAgent", invocation_retry_policy=INVOCATION_RETRY)
+deliveries = VirtualObject("TaskDeliveries", invocation_retry_policy=INVOCATION_RETRY)

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# pytest-xdist's workers inherit COLUMNS from the controller; the command line's consoles would
+# fix their width to it at import, ignoring the COLUMNS each CLI test sets for its own run
+os.environ.pop("COLUMNS", None)
+
 from gateway.durable import GatewayClient, Runtime
 from gateway.local import LocalEngine, Mailbox, WebhookReceiver, free_port, register_deployment
 

@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's headless chromium through its chromium-driver
 (``make browser`` installs both; selenium never downloads one). Sign in, watch a running task
 turn settled without a reload, see a failed delivery on the timeline, at desktop width and
-at a phone's 390 px. Screenshots are saved under the test's tmp_path."""
+at a phone's 390 px, then redrive it once the receiver is back and see it delivered once.
+Screenshots are saved under the test's tmp_path."""
 
 from __future__ import annotations
 
@@ -103,3 +104,20 @@ def test_a_running_task_turns_settled_live_and_its_failure_shows(
         assert width <= inner, f"{path} is {width}px wide on a {inner}px screen"
         browser.save_screenshot(str(tmp_path / name))
     assert "1 failed" in browser.find_element(By.CSS_SELECTOR, "tr.row-bad").text
+
+    # the receiver is back: Redrive on the failed delivery sends it once, with the same id
+    failing.responses = []
+    assert failing.delivered() == []
+    failed_ids = {w.headers.get("webhook-id") for w in failing.requests}
+    assert len(failed_ids) == 1 and len(failing.requests) == 3
+    browser.set_window_size(1280, 900)
+    browser.get(f"{api_url}/console/tasks/{task_id}")
+    browser.find_element(By.CSS_SELECTOR, ".card.tone-bad form[action$='/redrive'] button").click()
+    WebDriverWait(browser, 60, poll_frequency=0.2).until(
+        lambda d: _text(d, "#live[data-live='0'] #task-state") == "succeeded"
+        and not d.find_elements(By.CSS_SELECTOR, ".card.tone-bad"))
+    delivered = failing.wait_for(1, 10)
+    assert [w.headers.get("webhook-id") for w in delivered] == list(failed_ids)
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".card.tone-ok")) == 2
+    browser.save_screenshot(str(tmp_path / "task-redriven.png"))
+    assert len(failing.delivered()) == 1  # once: no second send after the page settled

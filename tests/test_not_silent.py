@@ -13,7 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli.app import app
-from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, TaskStatus
+from gateway.core import (
+    DeliveryState,
+    Subscription,
+    TaskRequest,
+    TaskState,
+    TaskStatus,
+    UserInputError,
+)
 from gateway.durable import GatewayClient
 from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import WEBHOOK_SECRET
@@ -214,3 +221,34 @@ def test_the_same_on_notify_body_twice_sends_one_email(
     assert len(mailbox.wait_for_recipient(to, 1, 10)) == 1
     time.sleep(1.5)  # a second message would have arrived by now
     assert len(mailbox.for_recipient(to)) == 1
+
+
+# --- 6. cancel from the command line --------------------------------------------------------
+
+
+def test_gateway_cancel_stops_a_waiting_subscriber_and_refuses_a_delivered_one(
+    gateway: str, restate_server: LocalEngine, mailbox: Mailbox, client: GatewayClient
+) -> None:
+    task_id = new_id("cancel-cli")
+    waiting, told = f"{task_id}-w@example.com", f"{task_id}-t@example.com"
+    client.submit(task_id, TaskRequest(prompt="Slowly", agent="slow", subscriptions=[
+        Subscription.parse(waiting), Subscription.parse(told)]))
+    status = status_until(client, task_id, lambda s: len(s.deliveries) == 2)
+    by_target = {r.address or r.target: r.subscription_id for r in status.deliveries}
+    code, output = cli("cancel", task_id, by_target[waiting], engine=restate_server)
+    assert code == 0, output
+    assert f"cancelled subscription {by_target[waiting]} of task {task_id}" in output
+    done = status_until(client, task_id, lambda s: all(r.state.final for r in s.deliveries))
+    states = {r.subscription_id: r.state for r in done.deliveries}
+    assert states == {by_target[waiting]: DeliveryState.CANCELLED,
+                      by_target[told]: DeliveryState.DELIVERED}
+    assert mailbox.for_recipient(waiting) == []  # nothing sent after the cancel
+    # refusals are UserInputError: `gateway` prints them in one line and exits 2
+    refused = runner.invoke(app, ["cancel", task_id, by_target[told], "--ingress-url",
+                                  restate_server.ingress_url])
+    assert isinstance(refused.exception, UserInputError)
+    assert "is already delivered: there is nothing to cancel" in str(refused.exception)
+    unknown = runner.invoke(app, ["cancel", task_id, "s_0000000000000000", "--ingress-url",
+                                  restate_server.ingress_url])
+    assert isinstance(unknown.exception, UserInputError)
+    assert "has no subscription 's_0000000000000000'" in str(unknown.exception)

@@ -161,6 +161,20 @@ def subscribe(
 
 
 @app.command()
+def cancel(
+    task_id: Annotated[str, typer.Argument(help="The task.")],
+    subscription_id: Annotated[str, typer.Argument(help="The waiting subscription (s_...).")],
+    ingress_url: IngressUrl = DEFAULT_INGRESS,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Cancel a subscription still waiting: nothing is sent to it afterwards."""
+    with _client(ingress_url, api_url, api_key) as client:
+        receipt = client.cancel(task_id, subscription_id)
+    out.print(f"cancelled subscription {receipt.subscription_id} of task {task_id}")
+
+
+@app.command()
 def redrive(
     task_id: Annotated[str | None, typer.Argument(help="The task.")] = None,
     subscription_id: Annotated[str | None, typer.Argument(

@@ -16,6 +16,7 @@ import httpx
 
 from gateway.core import (
     DeliveryReceipt,
+    DeliveryState,
     EngineError,
     Subscription,
     TaskRequest,
@@ -97,6 +98,20 @@ class GatewayClient:
     def status(self, task_id: str) -> TaskStatus:
         r = self._post(task_id, "status", b"")
         return TaskStatus.model_validate(r.json())
+
+    def cancel(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
+        """Cancel a subscription still waiting, in one durable step (the workflow's ``cancel``
+        handler); its receipt. UserInputError: unknown, or already final (says which)."""
+        found = next((r for r in self.status(task_id).deliveries
+                      if r.subscription_id == subscription_id), None)
+        if found is None:
+            raise UserInputError(f"task {task_id!r} has no subscription {subscription_id!r}")
+        if found.state is not DeliveryState.CANCELLED:
+            _cancellable(found)
+            found = DeliveryReceipt.model_validate(
+                self._post(task_id, "cancel", found.model_dump_json().encode()).json())
+            _cancellable(found)
+        return found
 
     def redrive(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
         """Deliver a failed subscription again (the same message id); its receipt, now
@@ -202,10 +217,10 @@ class ApiClient:
             return TaskStatus(task_id=task_id, state=TaskState.UNKNOWN)
         return TaskStatus.model_validate(r.json())
 
-    def cancel(self, task_id: str, subscription_id: str) -> dict[str, Any]:
+    def cancel(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
+        """Cancel a subscription still waiting; its receipt (409: already final)."""
         path = f"{self._task(task_id)}/subscriptions/{quote(subscription_id, safe='')}"
-        result: dict[str, Any] = self._request("DELETE", path).json()
-        return result
+        return DeliveryReceipt.model_validate(self._request("DELETE", path).json())
 
     def redrive(self, task_id: str, subscription_id: str) -> DeliveryReceipt:
         """Deliver a failed subscription again (the same message id); its receipt."""
@@ -216,6 +231,12 @@ class ApiClient:
              poll: float = 0.2) -> TaskStatus:
         """Poll until the task has finished and (with ``deliveries``) every delivery is final."""
         return _wait(lambda: self.status(task_id), timeout, deliveries, poll)
+
+
+def _cancellable(receipt: DeliveryReceipt) -> None:
+    if receipt.state.final and receipt.state is not DeliveryState.CANCELLED:
+        raise UserInputError(f"subscription {receipt.subscription_id} is already "
+                             f"{receipt.state.value}: there is nothing to cancel")
 
 
 def _subscriber(sub: Subscription) -> dict[str, Any]:

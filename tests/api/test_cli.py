@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from gateway.api import hash_key
 from gateway.cli.app import app
-from gateway.core import Subscription, TaskRequest, TaskState, UserInputError
+from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, UserInputError
 from gateway.durable import ApiClient
 from gateway.local import LocalEngine, WebhookReceiver, free_port
 from tests.api.conftest import API_ENV, KEYS, wait_listening
@@ -70,7 +70,7 @@ def test_api_client(api_url: str) -> None:
             time.sleep(0.05)
             waiting = client.status(task_id)
         [receipt] = waiting.deliveries
-        assert client.cancel(task_id, receipt.subscription_id)["state"] == "cancelled"
+        assert client.cancel(task_id, receipt.subscription_id).state is DeliveryState.CANCELLED
         with pytest.raises(UserInputError, match="unknown channel 'nope'"):
             client.subscribe(task_id, "nope:x")
     with ApiClient(api_url, KEYS.reader) as reader, pytest.raises(UserInputError, match="scope"):

@@ -12,11 +12,9 @@ import json
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
 
 from gateway.cli._console import fail, out
+from gateway.durable import ApiClient
 
 __all__ = ["parse_since", "redrive_failed"]
 
@@ -45,13 +43,12 @@ def redrive_failed(channel: str, target: str | None, since: str, *, api_url: str
                    api_key: str | None, as_json: bool = False) -> None:
     """Through the gateway's API (its key needs the ``subscribe`` scope): the same checks
     (unknown channel, a time in the future) and tenant as every other caller."""
-    body = {"channel": channel, "since": parse_since(since)}
-    if target:
-        body["target"] = target
+    when = parse_since(since)
     if not api_key:
         fail("redrive --channel needs an API key with the subscribe scope: --api-key or "
              "GATEWAY_API_KEY", 2)
-    data = _through_api(api_url, api_key, body)
+    with ApiClient(api_url, api_key) as client:
+        data = client.redrive_failed(channel, when, target)
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -63,19 +60,3 @@ def redrive_failed(channel: str, target: str | None, since: str, *, api_url: str
     out.print(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'} on {channel} sent again"
               + (" (stopped at the limit: run it again for the rest)"
                  if data.get("truncated") else ""))
-
-
-def _through_api(api_url: str, api_key: str, body: dict[str, str]) -> dict[str, Any]:
-    try:
-        r = httpx.post(f"{api_url.rstrip('/')}/v1/redrive", json=body, timeout=300,
-                       headers={"authorization": f"Bearer {api_key}"})
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the gateway API at {api_url} ({type(exc).__name__})")
-    if r.status_code >= 400:
-        try:
-            message = str(r.json().get("message", r.text))
-        except ValueError:
-            message = r.text
-        fail(message, 2 if r.status_code < 500 else 1)
-    data: dict[str, Any] = r.json()
-    return data

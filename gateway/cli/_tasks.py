@@ -9,7 +9,6 @@ import shlex
 import time
 from typing import Annotated
 
-import httpx
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -18,6 +17,7 @@ from gateway.api.auth import Caller
 from gateway.api.restate_link import RestateFailed, RestateLink
 from gateway.api.task_list import TaskList, list_tasks, parse_filter
 from gateway.cli._console import fail, out
+from gateway.durable import ApiClient
 
 __all__ = ["tasks"]
 
@@ -32,20 +32,8 @@ def _params(state: str | None, agent: str | None, channel: str | None, labels: l
 
 
 def _from_api(api_url: str, api_key: str, params: list[tuple[str, str]]) -> TaskList:
-    try:
-        r = httpx.get(f"{api_url.rstrip('/')}/v1/tasks", params=tuple(params),
-                      timeout=30,
-                      headers={"authorization": f"Bearer {api_key}"})
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the gateway API at {api_url} ({type(exc).__name__}); is `gateway "
-             "up` running?")
-    if r.status_code >= 400:
-        try:
-            message = str(r.json().get("message", r.text))
-        except ValueError:
-            message = r.text
-        fail(message, 2 if r.status_code < 500 else 1)
-    return TaskList.model_validate(r.json())
+    with ApiClient(api_url, api_key) as client:
+        return TaskList.model_validate(client.tasks(params))
 
 
 def _from_ingress(ingress_url: str, params: list[tuple[str, str]]) -> TaskList:

@@ -19,7 +19,7 @@ from gateway.console._access import PageError, check_csrf, viewer
 from gateway.console._pages import form_of
 from gateway.console._render import SECURITY_HEADERS, base_of
 
-__all__ = ["back_to_task", "cancel", "subscribe"]
+__all__ = ["back_to_task", "cancel", "refused_page", "subscribe"]
 
 
 def back_to_task(request: Request, task_id: str) -> Response:
@@ -27,7 +27,8 @@ def back_to_task(request: Request, task_id: str) -> Response:
                             status_code=303, headers=SECURITY_HEADERS)
 
 
-def _refused(exc: ApiError) -> PageError:
+def refused_page(exc: ApiError) -> PageError:
+    """The page of an action the API refused (404, 409, 422, ...)."""
     titles = {404: "No such task", 409: "Nothing to do", 422: "Not accepted"}
     return PageError(exc.status, titles.get(exc.status, "Refused"), exc.message)
 
@@ -40,7 +41,7 @@ async def cancel(request: Request) -> Response:
         await cancel_for(door_of(request), who.caller, task_id,
                          str(request.path_params["subscription_id"]))
     except ApiError as exc:
-        raise _refused(exc) from None
+        raise refused_page(exc) from None
     forget(door_of(request).restate, workflow_key(who.caller, task_id))
     return back_to_task(request, task_id)
 
@@ -58,6 +59,6 @@ async def subscribe(request: Request) -> Response:
     try:
         await subscribe_to(door_of(request), who.caller, task_id, spec)
     except ApiError as exc:
-        raise _refused(exc) from None
+        raise refused_page(exc) from None
     forget(door_of(request).restate, workflow_key(who.caller, task_id))
     return back_to_task(request, task_id)

@@ -29,8 +29,8 @@ from gateway.api._status_cache import forget
 from gateway.api._tenancy import workflow_key
 from gateway.api.auth import Caller
 from gateway.api.task_list import TaskFilter, list_tasks
-from gateway.console._access import PageError, check_csrf, viewer
-from gateway.console._actions import back_to_task
+from gateway.console._access import check_csrf, viewer
+from gateway.console._actions import back_to_task, refused_page
 from gateway.console._pages import form_of
 from gateway.core import CHANNEL_NAME_PATTERN, DeliveryReceipt, DeliveryState
 
@@ -152,8 +152,7 @@ async def redrive_action(request: Request) -> Response:
         await redrive_one(door_of(request), who.caller, task_id,
                           str(request.path_params["subscription_id"]))
     except ApiError as exc:
-        title = {404: "No such task", 409: "Nothing to redrive"}.get(exc.status, "Refused")
-        raise PageError(exc.status, title, exc.message) from None
+        raise refused_page(exc) from None
     return back_to_task(request, task_id)
 
 

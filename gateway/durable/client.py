@@ -179,9 +179,11 @@ class ApiClient:
         self.close()
 
     def _request(self, method: str, path: str, body: Any = None,
-                 headers: dict[str, str] | None = None) -> httpx.Response:
+                 headers: dict[str, str] | None = None,
+                 params: list[tuple[str, str]] | None = None) -> httpx.Response:
         try:
             response = self._http.request(method, f"{self.api_url}{path}", json=body,
+                                          params=tuple(params or ()),
                                           headers={**self._headers, **(headers or {})})
         except httpx.HTTPError as exc:
             raise EngineError(
@@ -226,6 +228,20 @@ class ApiClient:
         """Deliver a failed subscription again (the same message id); its receipt."""
         path = f"{self._task(task_id)}/subscriptions/{quote(subscription_id, safe='')}/redrive"
         return DeliveryReceipt.model_validate(self._request("POST", path).json())
+
+    def tasks(self, query: list[tuple[str, str]]) -> dict[str, Any]:
+        """A page of recent tasks (``GET /v1/tasks``: state, agent, channel, label, limit,
+        cursor), as the API answers it."""
+        page: dict[str, Any] = self._request("GET", "/v1/tasks", params=query).json()
+        return page
+
+    def redrive_failed(self, channel: str, since: str,
+                       target: str | None = None) -> dict[str, Any]:
+        """Every delivery on ``channel`` (optionally to ``target``) that failed since ``since``
+        (ISO 8601) sent again (``POST /v1/redrive``); what was redriven."""
+        body = {"channel": channel, "since": since, **({"target": target} if target else {})}
+        result: dict[str, Any] = self._request("POST", "/v1/redrive", body).json()
+        return result
 
     def wait(self, task_id: str, timeout: float, *, deliveries: bool = True,
              poll: float = 0.2) -> TaskStatus:

@@ -199,3 +199,40 @@ def test_api_key_makes_a_key_of_a_tenant() -> None:
     bad = runner.invoke(app, ["api-key", "x", "--tenant", "acme~globex"])
     assert bad.exit_code == 2
     assert "--tenant: tenant 'acme~globex' must be letters, digits" in bad.output
+
+
+def test_the_console_and_the_task_list_show_a_tenant_only_its_own_tasks(owned_api: str) -> None:
+    task_id = new_id("console-tenant")
+    created = httpx.post(f"{owned_api}/v1/tasks", headers=auth(KEYS.acme), json={
+        "task_id": task_id, "prompt": "Acme's quarterly plan", "labels": {"team": task_id},
+        "subscriptions": [f"{task_id}@acme.example.com"]})
+    assert created.status_code == 201, created.text
+    sid = created.json()["subscriptions"][0]["subscription_id"]
+    mine = httpx.get(f"{owned_api}/console/tasks/{task_id}", headers=auth(KEYS.acme))
+    assert mine.status_code == 200 and task_id in mine.text
+    deadline = time.monotonic() + 10  # the index is written one way: it shows up shortly
+    listed: list[str] = []
+    while task_id not in listed and time.monotonic() < deadline:
+        page = httpx.get(f"{owned_api}/v1/tasks", params={"label": f"team={task_id}"},
+                         headers=auth(KEYS.acme))
+        listed = [t["task_id"] for t in page.json()["tasks"]]
+        time.sleep(0.1)
+    assert listed == [task_id]
+    assert f"/console/tasks/{task_id}" in httpx.get(
+        f"{owned_api}/console/", params={"label": f"team={task_id}"}, headers=auth(KEYS.acme)).text
+
+    for other in (KEYS.globex, KEYS.plain):
+        page = httpx.get(f"{owned_api}/console/tasks/{task_id}", headers=auth(other))
+        assert page.status_code == 404 and "acme" not in page.text.lower()
+        events = httpx.get(f"{owned_api}/console/tasks/{task_id}/events", headers=auth(other))
+        assert events.status_code == 404
+        listing = httpx.get(f"{owned_api}/v1/tasks", params={"label": f"team={task_id}"},
+                            headers=auth(other))
+        assert listing.status_code == 200 and listing.json()["tasks"] == []
+        console = httpx.get(f"{owned_api}/console/", params={"label": f"team={task_id}"},
+                            headers=auth(other))
+        # (the filter form repeats the label asked for; no row links to the task)
+        assert console.status_code == 200 and f"/console/tasks/{task_id}" not in console.text
+        redrive = httpx.post(f"{owned_api}/v1/tasks/{task_id}/subscriptions/{sid}/redrive",
+                             headers=auth(other))
+        assert redrive.status_code == 404, redrive.text

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -26,6 +27,8 @@ from tests.conftest import WEBHOOK_SECRET
 pytestmark = [pytest.mark.restate, pytest.mark.edge_only]  # checks the page, not the engine
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
+#: the live update swaps the timeline in: an element found a moment ago may be gone
+LIVE_SWAP = (StaleElementReferenceException,)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +56,17 @@ def failing() -> Iterator[WebhookReceiver]:
     receiver.stop()
 
 
+def _count(driver: webdriver.Chrome, css: str) -> int:
+    return int(driver.execute_script("return document.querySelectorAll(arguments[0]).length;",
+                                     css))
+
+
 def _text(driver: webdriver.Chrome, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    """The element's text, read in one step (the live update may swap it in between two)."""
+    text = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : '';",
+        css)
+    return str(text)
 
 
 def test_a_running_task_turns_settled_live_and_its_failure_shows(
@@ -79,7 +90,7 @@ def test_a_running_task_turns_settled_live_and_its_failure_shows(
     assert _text(browser, "#task-state") == "running"
     browser.save_screenshot(str(tmp_path / "task-running.png"))
     browser.execute_script("window.sameDocument = true;")  # gone if the page reloads
-    WebDriverWait(browser, 60, poll_frequency=0.2).until(
+    WebDriverWait(browser, 60, poll_frequency=0.2, ignored_exceptions=LIVE_SWAP).until(
         lambda d: _text(d, "#live[data-live='0'] #task-state") == "succeeded")
     assert browser.execute_script("return window.sameDocument === true;")
     assert _text(browser, "#failed-count") == "1 failed"
@@ -113,11 +124,10 @@ def test_a_running_task_turns_settled_live_and_its_failure_shows(
     browser.set_window_size(1280, 900)
     browser.get(f"{api_url}/console/tasks/{task_id}")
     browser.find_element(By.CSS_SELECTOR, ".card.tone-bad form[action$='/redrive'] button").click()
-    WebDriverWait(browser, 60, poll_frequency=0.2).until(
-        lambda d: _text(d, "#live[data-live='0'] #task-state") == "succeeded"
-        and not d.find_elements(By.CSS_SELECTOR, ".card.tone-bad"))
+    WebDriverWait(browser, 60, poll_frequency=0.2, ignored_exceptions=LIVE_SWAP).until(
+        lambda d: _count(d, ".card.tone-ok") == 2 and _count(d, ".card.tone-bad") == 0)
     delivered = failing.wait_for(1, 10)
     assert [w.headers.get("webhook-id") for w in delivered] == list(failed_ids)
-    assert len(browser.find_elements(By.CSS_SELECTOR, ".card.tone-ok")) == 2
+    assert _text(browser, "#task-state") == "succeeded"
     browser.save_screenshot(str(tmp_path / "task-redriven.png"))
     assert len(failing.delivered()) == 1  # once: no second send after the page settled

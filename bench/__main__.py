@@ -28,7 +28,8 @@ def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _LABELS = {"gateway": "gateway, own subscriptions", "gateway_seed": "gateway, seed path",
-           "baseline": "bare SDK (floor)", "celery": "Celery + Redis peer"}
+           "baseline": "bare SDK (floor, 512-connection client)",
+           "baseline16": "bare SDK (floor, 16-connection client)", "celery": "Celery + Redis peer"}
 _ROWS = (("deliveries_per_s", "deliveries/s"), ("cpu_ms_per_delivery", "CPU ms per delivery"),
          ("server_cpu_ms_per_delivery", "of which restate-server"),
          ("service_cpu_ms_per_delivery", "of which the Python service"),
@@ -49,12 +50,15 @@ def _throughput_table(t: dict[str, Any]) -> list[str]:
     for key, label in _ROWS:
         lines.append(f"| {label} | " + " | ".join(str(t[n].get(key, "")) for n in names)
                      + " |")
-    ratios = t.get("ratios_to_floor", {})
-    for key, label in (("deliveries_per_s", "throughput / floor's"),
-                       ("cpu_ms_per_delivery", "CPU per delivery / floor's")):
-        lines.append(f"| {label} | " + " | ".join(
-            "1" if n == "baseline" else str(ratios.get(n, {}).get(key, "")) for n in names)
-            + " |")
+    for floor, which in (("baseline", "floor's (512)"), ("baseline16", "floor's (16)")):
+        if floor not in t:
+            continue
+        ratios = t.get(_RATIOS[floor], {})
+        for key, label in (("deliveries_per_s", f"throughput / {which}"),
+                           ("cpu_ms_per_delivery", f"CPU per delivery / {which}")):
+            lines.append(f"| {label} | " + " | ".join(
+                "1" if n == floor else str(ratios.get(n, {}).get(key, "")) for n in names)
+                + " |")
     lines.append("")
     for name, prof in t.get("profile", {}).items():
         parts = ", ".join(f"{k} {v}%" for k, v in prof.get("parts_percent", {}).items())
@@ -120,23 +124,26 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: the systems of a throughput round: (name, service kind, subscription path)
-SYSTEMS = (("gateway", "gateway", "own"), ("gateway_seed", "gateway", "seed"),
-           ("baseline", "baseline", "seed"))
+#: the systems of a throughput round: (name, service kind, subscription path, floor's pool)
+SYSTEMS = (("gateway", "gateway", "own", 0), ("gateway_seed", "gateway", "seed", 0),
+           ("baseline", "baseline", "seed", 0), ("baseline16", "baseline", "seed", 16))
+#: each floor's ratios in the results
+_RATIOS = {"baseline": "ratios_to_floor", "baseline16": "ratios_to_bounded_floor"}
 
 
 async def _one_round(name: str, args: argparse.Namespace, tasks: int,
                      profile: Path | None = None) -> dict[str, Any]:
     if name == "celery":
         return await celery_round(tasks, args.subs)
-    kind, path = next((k, p) for n, k, p in SYSTEMS if n == name)
-    return await scenarios.throughput(kind, tasks, args.subs, path=path, profile=profile)
+    kind, path, pool = next((k, p, q) for n, k, p, q in SYSTEMS if n == name)
+    return await scenarios.throughput(kind, tasks, args.subs, path=path, profile=profile,
+                                      pool=pool)
 
 
 async def _throughput_rounds(args: argparse.Namespace) -> dict[str, Any]:
     """Rounds alternate the systems, so drifting load on the machine hits each alike; each
     system's median round (by deliveries/s) is reported, every round is kept."""
-    names = [n for n, _, _ in SYSTEMS]
+    names = [n for n, _, _, _ in SYSTEMS]
     missing = peer_missing()
     if missing is None:
         names.append("celery")
@@ -151,13 +158,15 @@ async def _throughput_rounds(args: argparse.Namespace) -> dict[str, Any]:
             print(json.dumps(figures), flush=True)
             rounds[name].append(figures)
     medians = {name: _median_round(rounds[name]) for name in names}
-    floor = medians["baseline"]
-    out: dict[str, Any] = {**medians, "rounds": rounds, "ratios_to_floor": {
-        name: {"deliveries_per_s": _ratio(medians[name]["deliveries_per_s"],
-                                          floor["deliveries_per_s"]),
-               "cpu_ms_per_delivery": _ratio(medians[name]["cpu_ms_per_delivery"],
-                                             floor["cpu_ms_per_delivery"])}
-        for name in names if name != "baseline"}}
+    out: dict[str, Any] = {**medians, "rounds": rounds}
+    for floor_name, key in _RATIOS.items():
+        floor = medians[floor_name]
+        out[key] = {
+            name: {"deliveries_per_s": _ratio(medians[name]["deliveries_per_s"],
+                                              floor["deliveries_per_s"]),
+                   "cpu_ms_per_delivery": _ratio(medians[name]["cpu_ms_per_delivery"],
+                                                 floor["cpu_ms_per_delivery"])}
+            for name in names if name != floor_name}
     if args.profile:
         out["profile"] = {}
         for name in ("gateway", "gateway_seed"):

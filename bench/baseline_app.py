@@ -4,12 +4,20 @@
 a journaled step, through one pooled HTTP client, served as the gateway's endpoint is
 (``GATEWAY_ENDPOINT_SERVER``). No configuration, routing, templates, signing, receipts or
 agent: what the gateway's figures are divided by.
+
+The client's pool holds 512 connections, as the issue's ``baseline.py`` has it, unless
+``BENCH_FLOOR_POOL`` says otherwise. That pool is what makes the floor bimodal under a burst:
+httpcore looks at every pooled connection on each request, so once a backlog opens hundreds of
+connections each POST costs more, the backlog grows, and the process's CPU per delivery
+doubles (py-spy: the pool's bookkeeping went from 18% to 39% of the process between a good
+and a bad run). With 16 connections it stays in the good mode (the README's Benchmarks).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -21,13 +29,15 @@ from gateway.local.endpoint import serve_endpoint
 
 workflow = Workflow("BenchBaseline")
 _client: httpx.AsyncClient | None = None
+#: connections of the client's pool (see the module's docstring)
+POOL = int(os.environ.get("BENCH_FLOOR_POOL") or 512)
 
 
 def client() -> httpx.AsyncClient:
     global _client
     if _client is None:
         _client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+            limits=httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL),
             timeout=httpx.Timeout(30.0, pool=60.0))
     return _client
 
@@ -63,8 +73,6 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    import os
-
     protocol = "request_response" if os.environ.get("BENCH_HTTP11") == "1" else None
     app = restate.app(services=[workflow], protocol=protocol)
     asyncio.run(serve_endpoint(app, "127.0.0.1", args.port, asyncio.Event()))

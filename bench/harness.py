@@ -104,6 +104,8 @@ class System:
     hold: float = 0.0
     #: baseline only: serve it with granian's command line and this many worker processes
     workers: int = 0
+    #: baseline only: connections of its HTTP client's pool (0: its default, 512)
+    pool: int = 0
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     engine: LocalEngine | None = None
     service: subprocess.Popen[bytes] | None = None
@@ -146,6 +148,8 @@ class System:
                    "bench.baseline_app:app"]
         else:
             cmd = [sys.executable, "-m", "bench.baseline_app", "--port", str(self.service_port)]
+        if self.pool:
+            env["BENCH_FLOOR_POOL"] = str(self.pool)
         self.service = subprocess.Popen(cmd, cwd=ROOT, env={**env, "GATEWAY_LOG_LEVEL": "error"},
                                         stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # its workers stop with it

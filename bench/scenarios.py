@@ -44,11 +44,13 @@ async def _submit(system: System, http: httpx.AsyncClient, key: str, targets: li
 
 async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
                      timeout: float = 900, path: str = "own",
-                     profile: Path | None = None, workers: int = 0) -> dict[str, Any]:
+                     profile: Path | None = None, workers: int = 0,
+                     pool: int = 0) -> dict[str, Any]:
     """``tasks`` x ``subs`` submitted at once: deliveries/s, losses, duplicates, CPU.
     ``profile``: record the service process with py-spy into this file (raw stacks);
-    ``workers``: the baseline served by that many granian worker processes."""
-    system = System(kind, workers=workers).start()
+    ``workers``: the baseline served by that many granian worker processes; ``pool``: the
+    baseline's HTTP client pool (0: 512 connections)."""
+    system = System(kind, workers=workers, pool=pool).start()
     spy = system.profile(profile) if profile is not None else None
     try:
         async with httpx.AsyncClient(limits=LIMITS, timeout=120) as http:
@@ -72,7 +74,8 @@ async def throughput(kind: str, tasks: int, subs: int, concurrency: int = 32,
         return {
             "server_cpu_ms_per_delivery": round(1000 * server / max(delivered, 1), 2),
             "service_cpu_ms_per_delivery": round(1000 * service / max(delivered, 1), 2),
-            "system": kind, "path": path, "workers": workers or 1, "tasks": tasks,
+            "system": kind, "path": path, "workers": workers or 1, "pool": pool or None,
+            "tasks": tasks,
             "subscriptions": subs, "deliveries": want,
             "delivered": delivered, "lost": want - delivered,
             "duplicates": int(stats.get("duplicates", 0)), "wall_s": round(wall, 2),

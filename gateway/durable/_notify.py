@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from restate import (
     TerminalError,
     WorkflowSharedContext,
@@ -21,7 +22,7 @@ from gateway.core.rejection import rejected_receipt
 from gateway.durable._bodies import BodySerde, Notified, NotifyAck, SubscriberBody, Unreadable
 from gateway.durable._cancelling import Cancelled
 from gateway.durable._delivery import await_and_deliver, is_cancellation
-from gateway.durable._input import checked_subscription
+from gateway.durable._input import checked_subscription, describe
 from gateway.durable._receipts import record, record_receipt
 from gateway.durable._services import (
     FINAL_RECEIPT_PROMISE,
@@ -54,14 +55,20 @@ async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notifie
         # its idempotency key, so the task's own start of it finds this one and sends nothing
         return Notified(NotifyAck(subscription_id=str(raw["cancelled"]),
                                   state=DeliveryState.CANCELLED))
+    from_ingress = _INGRESS_PATH in ctx.request().headers
     try:
-        sub = checked_subscription(rt, ctx.key(), raw)
-        await _refuse_untrusted(ctx, rt, sub)
+        # sent by the gateway's own handlers, it was checked and identified where it came in
+        # (run, subscribe, add_subscribers, the re-send below): only what reaches the
+        # ingress is parsed and checked against the channels again
+        sub = (checked_subscription(rt, ctx.key(), raw) if from_ingress
+               else _checked_before(ctx.key(), raw))
+        if from_ingress or not sub.from_task:  # run sends only what it checked or routed
+            await _refuse_untrusted(ctx, rt, sub)
     except TerminalError as exc:
         await _reject(ctx, rt, raw, exc.message)
         raise
     assert sub.id is not None
-    if _INGRESS_PATH in ctx.request().headers:
+    if from_ingress:
         # sent straight to the ingress (the gateway's own sends are keyed by the subscription
         # id already): started again under that key, so the same subscriber is told once
         ctx.workflow_send(on_notify, ctx.key(), SubscriberBody.of_subscription(sub),
@@ -83,6 +90,15 @@ async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notifie
         _settle(ctx, receipt)
     _trace.finish_notify(span, receipt)
     return Notified(DeliveryReceipt.model_validate(receipt))
+
+
+def _checked_before(task_id: str, raw: object) -> Subscription:
+    """A subscription one of the gateway's handlers checked and sent (typed, identified)."""
+    try:
+        sub = Subscription.model_validate(raw)
+    except ValidationError as exc:  # not what the gateway sends: a caller behind the ingress
+        raise TerminalError(f"invalid subscriber: {describe(exc)}", 400) from None
+    return sub if sub.id is not None else sub.identified(task_id)
 
 
 async def _refuse_untrusted(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription) -> None:

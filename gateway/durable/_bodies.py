@@ -156,8 +156,8 @@ class AddedSubscribers(BaseModel):
 
 
 class NotifyAck(BaseModel):
-    """What ``on_notify`` answers when it does not deliver itself: sent again under its
-    subscription id (waiting), or holding that id for a cancelled subscriber."""
+    """What ``on_notify`` answers when it does not deliver itself: another start of the same
+    subscriber delivers (waiting), or it holds that id for a cancelled subscriber."""
 
     task_id: str | None = None
     subscription_id: str

@@ -38,13 +38,21 @@ from gateway.observability import bind_delivery
 from gateway.observability import trace as _trace
 
 
+class AnotherStart(Exception):
+    """Another start of the same subscriber claimed it first (see CLAIM_PROMISE): that one
+    delivers, this one sends nothing."""
+
+
 def is_cancellation(exc: TerminalError) -> bool:
     """The SDK raises ``TerminalError("cancelled", 409)`` where the cancel signal arrives."""
     return exc.status_code == 409 and exc.message == "cancelled"
 
 
 async def await_and_deliver(ctx: WorkflowSharedContext, rt: Runtime,
-                            sub: Subscription) -> dict[str, Any]:
+                            sub: Subscription, claim: Any) -> dict[str, Any]:
+    """Wait for the outcome, then deliver. ``claim``: the future of this start's claim of
+    the subscriber (made first, answered with the outcome's, in one round trip);
+    AnotherStart when it was claimed before."""
     assert sub.id is not None
     cancel = cancel_signal(ctx, sub.id)
     promise: DurablePromise[dict[str, Any]] = ctx.promise(RESULT_PROMISE)
@@ -60,6 +68,12 @@ async def await_and_deliver(ctx: WorkflowSharedContext, rt: Runtime,
         except TerminalError:
             settled = True
     outcome_future = promise.value()
+    try:
+        await claim
+    except TerminalError as exc:  # claimed before
+        if is_cancellation(exc):
+            raise
+        raise AnotherStart from None
     waiting_since: float | None = None
     if not sub.from_task or (notice and not settled):
         waiting_since = await ctx.time()

@@ -21,10 +21,11 @@ from gateway.core import (
 from gateway.core.rejection import rejected_receipt
 from gateway.durable._bodies import BodySerde, Notified, NotifyAck, SubscriberBody, Unreadable
 from gateway.durable._cancelling import Cancelled
-from gateway.durable._delivery import await_and_deliver, is_cancellation
+from gateway.durable._delivery import AnotherStart, await_and_deliver, is_cancellation
 from gateway.durable._input import checked_subscription, describe
 from gateway.durable._receipts import record, record_receipt
 from gateway.durable._services import (
+    CLAIM_PROMISE,
     FINAL_RECEIPT_PROMISE,
     workflow,
 )
@@ -58,8 +59,8 @@ async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notifie
     from_ingress = _INGRESS_PATH in ctx.request().headers
     try:
         # sent by the gateway's own handlers, it was checked and identified where it came in
-        # (run, subscribe, add_subscribers, the re-send below): only what reaches the
-        # ingress is parsed and checked against the channels again
+        # (run, subscribe, add_subscribers): only what reaches the ingress is parsed and
+        # checked against the channels again
         sub = (checked_subscription(rt, ctx.key(), raw) if from_ingress
                else _checked_before(ctx.key(), raw))
         if from_ingress or not sub.from_task:  # run sends only what it checked or routed
@@ -68,17 +69,20 @@ async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notifie
         await _reject(ctx, rt, raw, exc.message)
         raise
     assert sub.id is not None
-    if from_ingress:
-        # sent straight to the ingress (the gateway's own sends are keyed by the subscription
-        # id already): started again under that key, so the same subscriber is told once
-        ctx.workflow_send(on_notify, ctx.key(), SubscriberBody.of_subscription(sub),
-                          idempotency_key=sub.id, headers=await later_headers(ctx))
+    # the same subscriber is told once however often it is started: every start claims it
+    # (CLAIM_PROMISE) and the one that claims it first delivers, in its own invocation. The
+    # task's own starts also share its id as their idempotency key: one invocation for them
+    claim = ctx.promise(CLAIM_PROMISE + sub.id, type_hint=str).resolve(ctx.request().id)
+    # one sent straight to the ingress (the seed's way): in the task's trace, linked
+    trace_headers = await later_headers(ctx) if from_ingress else None
+    bind_delivery(sub.id, sub.channel)
+    span = _trace.start_notify(ctx, sub.id, sub.channel, trace_headers)
+    try:
+        receipt = await await_and_deliver(ctx, rt, sub, claim)
+    except AnotherStart:
+        _trace.finish_notify(span, {"state": "duplicate"})
         return Notified(NotifyAck(task_id=ctx.key(), subscription_id=sub.id,
                                   state=DeliveryState.WAITING))
-    bind_delivery(sub.id, sub.channel)
-    span = _trace.start_notify(ctx, sub.id, sub.channel)
-    try:
-        receipt = await await_and_deliver(ctx, rt, sub)
     except Cancelled:  # the subscription's cancel (see gateway.durable._cancel)
         receipt = await _settle_cancelled(ctx, rt, sub)
     except TerminalError as exc:

@@ -23,6 +23,10 @@ RESULT_PROMISE = "result"
 #: no receipts invocation per delivery. The receipts object keeps the ones before it
 #: (retrying, still running) and every receipt of a subscriber added later
 FINAL_RECEIPT_PROMISE = "receipt:"
+#: + subscription id: resolved by the first start of a subscriber that is not one of the
+#: task's own (the seed's ``on_notify`` through the ingress, ``subscribe``, a repeat submit):
+#: the one that resolves it delivers, any other start of the same subscriber answers at once
+CLAIM_PROMISE = "claim:"
 RETENTION = timedelta(days=30)
 
 #: How Restate retries a handler attempt that failed (the gateway process died, a deploy):

@@ -233,14 +233,15 @@ def start_run(task_id: str, invocation_id: str, headers: Mapping[str, str],
                         root_trace=own.trace_id).enter()
 
 
-def start_notify(ctx: Any, subscription_id: str, channel: str) -> HandlerTrace | None:
+def start_notify(ctx: Any, subscription_id: str, channel: str,
+                 headers: Mapping[str, str] | None = None) -> HandlerTrace | None:
     """The span of an ``on_notify`` (``ctx``: its Restate context): a child of the task's
-    ``run`` span."""
+    ``run`` span. ``headers``: its trace context, when not the request's own."""
     if _tracer is None:
         return None
     request = ctx.request()
     task_id = ctx.key()
-    headers = request.headers
+    headers = request.headers if headers is None else headers
     parent = parse_traceparent(headers.get(TRACEPARENT)) or run_span_context(task_id, None)
     own = notify_context(task_id, request.id, headers)
     links: tuple[Link, ...] = ()

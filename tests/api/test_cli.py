@@ -22,8 +22,9 @@ from gateway.cli.app import app
 from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, UserInputError
 from gateway.durable import ApiClient
 from gateway.local import LocalEngine, WebhookReceiver, free_port
-from tests.api.conftest import API_ENV, KEYS, wait_listening
+from tests.api.conftest import API_ENV, KEYS
 from tests.api.helpers import new_id
+from tests.support.service import wait_listening
 
 pytestmark = pytest.mark.restate
 

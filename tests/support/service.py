@@ -6,6 +6,7 @@ the HTTP API in front of one (:func:`running_api`), or any ASGI app (:class:`Ser
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,7 +20,9 @@ from gateway.durable import Runtime, create_app
 from gateway.local import LocalEngine, free_port, register_deployment
 from gateway.local.endpoint import serve_endpoint
 
-__all__ = ["ServiceThread", "register", "running_api", "running_endpoint", "wait_listening"]
+__all__ = [
+    "ServiceThread", "listening", "register", "running_api", "running_endpoint", "wait_listening",
+]
 
 #: how an app is served: ``serve(app, host, port, shutdown)`` until ``shutdown`` is set
 Serve = Callable[[Any, str, int, asyncio.Event], Awaitable[None]]
@@ -67,6 +70,12 @@ class ServiceThread:
 def register(engine: LocalEngine, service_url: str) -> None:
     """Register the gateway endpoint at ``service_url`` with ``engine`` (again, if it was)."""
     register_deployment(engine.admin_url, service_url)
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on ``host``:``port`` now."""
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) == 0
 
 
 def wait_listening(url: str, timeout: float = 15) -> None:

@@ -29,6 +29,9 @@ Serve = Callable[[Any, str, int, asyncio.Event], Awaitable[None]]
 
 
 class ServiceThread:
+    """``app`` served by ``serve`` (the endpoint's server unless told) in a thread with its own
+    event loop; ``cleanup`` runs on that loop after the server stopped."""
+
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None,
                  cleanup: Callable[[], Awaitable[None]] | None = None,
                  serve: Serve = serve_endpoint) -> None:

@@ -19,7 +19,7 @@ import pytest
 os.environ.pop("COLUMNS", None)
 
 from gateway.durable import GatewayClient, Runtime
-from gateway.local import LocalEngine, Mailbox, WebhookReceiver, free_port, register_deployment
+from gateway.local import LocalEngine, Mailbox, WebhookReceiver, free_port
 
 WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXRoZS1nYXRld2F5LXRlc3Rz"  # base64 test key
 
@@ -79,10 +79,6 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 def client(restate_server: LocalEngine) -> Iterator[GatewayClient]:
     with GatewayClient(restate_server.ingress_url) as c:
         yield c
-
-
-def register(engine: LocalEngine, service_url: str) -> None:
-    register_deployment(engine.admin_url, service_url)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -187,13 +183,7 @@ def make_runtime(config_file: Path) -> Runtime:
 @pytest.fixture(scope="session")
 def gateway(restate_server: LocalEngine, config_file: Path) -> Iterator[str]:
     """The gateway's Restate endpoint, served in-process and registered; yields its URL."""
-    from gateway.durable import create_app
-    from tests.support.service import ServiceThread
+    from tests.support.service import running_endpoint
 
-    runtime = make_runtime(config_file)
-    service = ServiceThread(create_app(runtime), cleanup=runtime.channels.aclose).start()
-    register(restate_server, service.url)
-    try:
-        yield service.url
-    finally:
-        service.stop()
+    with running_endpoint(make_runtime(config_file), restate_server) as url:
+        yield url

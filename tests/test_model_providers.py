@@ -21,16 +21,15 @@ from gateway.durable import (
     AgentSpec,
     GatewayClient,
     build_agent,
-    create_app,
     current_runtime,
     install_runtime,
     runtime_for,
 )
 from gateway.local import LocalEngine, WebhookReceiver
 from tests.config.fakes import fake_plugins
-from tests.conftest import TEST_ENV, register
+from tests.conftest import TEST_ENV
 from tests.support.openai_server import OpenAIServer, answer_for
-from tests.support.service import ServiceThread
+from tests.support.service import register, running_endpoint
 
 TEST_KEY = "sk-test-loopback-0123456789abcdef"
 INSTRUCTIONS = "You answer for the provider tests."
@@ -89,14 +88,12 @@ def llm_gateway(gateway: str, restate_server: LocalEngine, openai_server: OpenAI
     config = load_config(path, plugins=plugins, env={**TEST_ENV, "TEST_KEY": TEST_KEY})
     before = current_runtime()
     runtime = runtime_for(config, plugins)
-    service = ServiceThread(create_app(runtime), cleanup=runtime.aclose).start()
-    try:
-        register(restate_server, service.url)
-        yield service.url
-    finally:
-        install_runtime(before)
-        register(restate_server, gateway)
-        service.stop()
+    with running_endpoint(runtime, restate_server) as url:
+        try:
+            yield url
+        finally:
+            install_runtime(before)
+            register(restate_server, gateway)
 
 
 @pytest.mark.restate

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.api import ApiSettings, RestateLink, create_api, hash_key, new_key
+from gateway.api import ApiSettings, hash_key, new_key
 from gateway.channels import discover_plugins
 from gateway.config import load_config
 from gateway.durable import Runtime, runtime_for
 from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import TEST_CONFIG, TEST_ENV
-from tests.support.service import ServiceThread
+from tests.support.service import running_api
 
 MAX_BODY = 65_536
 
@@ -76,18 +75,6 @@ def load_api(path: Path) -> tuple[Runtime, ApiSettings]:
     return runtime_for(config, plugins), ApiSettings.from_config(config)
 
 
-def wait_listening(url: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 @pytest.fixture(scope="session")
 def api_config_file(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox,
                     webhook_receiver: WebhookReceiver) -> Path:
@@ -100,19 +87,8 @@ def api_config_file(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox,
 def api_url(gateway: str, restate_server: LocalEngine, api_config_file: Path) -> Iterator[str]:
     """The API, served by hypercorn in a thread, talking to the session's Restate."""
     runtime, settings = load_api(api_config_file)
-    link = RestateLink(restate_server.ingress_url, restate_server.admin_url)
-    app, _ = create_api(settings, runtime, link)
-
-    async def cleanup() -> None:
-        await link.aclose()
-        await runtime.channels.aclose()
-
-    service = ServiceThread(app, cleanup=cleanup).start()
-    try:
-        wait_listening(service.url)
-        yield service.url
-    finally:
-        service.stop()
+    with running_api(settings, runtime, restate_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +21,9 @@ from gateway.cli.app import app
 from gateway.core import DeliveryState, Subscription, TaskRequest, TaskState, UserInputError
 from gateway.durable import ApiClient
 from gateway.local import LocalEngine, WebhookReceiver, free_port
-from tests.api.conftest import API_ENV, KEYS, wait_listening
+from tests.api.conftest import API_ENV, KEYS
 from tests.api.helpers import new_id
+from tests.support.service import listening, wait_listening
 
 pytestmark = pytest.mark.restate
 
@@ -86,11 +86,6 @@ def test_api_key_command_prints_a_key_and_its_hash() -> None:
     assert bad.exit_code == 2 and "--scope" in bad.output
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_serve_runs_the_api_and_the_endpoint_and_stops_on_sigterm(
     gateway: str, restate_server: LocalEngine, api_config_file: Path
 ) -> None:
@@ -108,7 +103,7 @@ def test_serve_runs_the_api_and_the_endpoint_and_stops_on_sigterm(
     reader.start()
     try:
         wait_listening(f"http://127.0.0.1:{api_port}", timeout=60)
-        assert _listening(restate_port)
+        assert listening(restate_port)
         r = httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=10)
         assert r.status_code == 200, r.text
         task = httpx.get(f"http://127.0.0.1:{api_port}/v1/tasks/{new_id('never')}",

@@ -29,10 +29,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.api import RestateLink, create_api
 from gateway.local import LocalEngine, Mailbox, WebhookReceiver
-from tests.api.conftest import API_SECTIONS, KEYS, api_config_text, load_api, wait_listening
-from tests.support.service import ServiceThread
+from tests.api.conftest import API_SECTIONS, KEYS, api_config_text, load_api
+from tests.support.service import running_api
 
 pytestmark = [pytest.mark.restate, pytest.mark.slow]
 
@@ -49,19 +48,8 @@ def fuzz_api_url(gateway: str, restate_server: LocalEngine, mailbox: Mailbox,
     sections = API_SECTIONS.replace("api:\n", "api:\n  channels: [email]\n", 1)
     path.write_text(api_config_text(mailbox, webhook_receiver, sections))
     runtime, api_settings = load_api(path)
-    link = RestateLink(restate_server.ingress_url, restate_server.admin_url)
-    app, _ = create_api(api_settings, runtime, link)
-
-    async def cleanup() -> None:
-        await link.aclose()
-        await runtime.channels.aclose()
-
-    service = ServiceThread(app, cleanup=cleanup).start()
-    try:
-        wait_listening(service.url)
-        yield service.url
-    finally:
-        service.stop()
+    with running_api(api_settings, runtime, restate_server) as url:
+        yield url
 
 
 def _operations(doc: dict[str, Any]) -> list[tuple[str, str, list[GenerationMode]]]:

@@ -21,7 +21,8 @@ from gateway_channel_apprise import (
 )
 
 from gateway.core import PermanentDeliveryError, TransientDeliveryError
-from tests.channels.conftest import HttpReceiver, free_port, make_message
+from gateway.local import free_port
+from tests.channels.conftest import HttpReceiver, make_message
 
 
 @pytest.fixture

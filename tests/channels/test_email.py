@@ -10,7 +10,8 @@ from gateway_channel_email import EmailChannel, EmailOptions, mailto_url
 from pydantic import ValidationError
 
 from gateway.core import PermanentDeliveryError, TransientDeliveryError
-from tests.channels.conftest import SmtpServer, free_port, make_message
+from gateway.local import free_port
+from tests.channels.conftest import SmtpServer, make_message
 
 SMTP_ENV = ("SMTP_HOST", "SMTP_PORT", "SMTP_TLS", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM")
 

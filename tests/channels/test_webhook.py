@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.core import PermanentDeliveryError, TransientDeliveryError
-from tests.channels.conftest import HttpReceiver, free_port, make_message
+from gateway.local import free_port
+from tests.channels.conftest import HttpReceiver, make_message
 
 OLD = "whsec_" + base64.b64encode(b"old-secret-0123456789abcdef").decode()
 NEW = "whsec_" + base64.b64encode(b"new-secret-0123456789abcdef").decode()

@@ -25,13 +25,12 @@ import structlog
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.api import RestateLink, create_api
 from gateway.durable import current_runtime, install_runtime
 from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from gateway.observability import trace as _trace
 from gateway.observability.setup import NOISY, configure_logging, set_redactor, tracer_provider
-from tests.api.conftest import KEYS, api_config_text, load_api, wait_listening
-from tests.support.service import ServiceThread
+from tests.api.conftest import KEYS, api_config_text, load_api
+from tests.support.service import running_api
 
 
 @dataclass
@@ -74,21 +73,12 @@ def traced(gateway: str, restate_server: LocalEngine, mailbox: Mailbox,
     set_redactor(runtime.redact)
     before = current_runtime()
     install_runtime(runtime)
-    link = RestateLink(restate_server.ingress_url, restate_server.admin_url)
-    app, _ = create_api(settings, runtime, link)
-
-    async def cleanup() -> None:
-        await link.aclose()
-        await runtime.channels.aclose()
-
-    service = ServiceThread(app, cleanup=cleanup).start()
     try:
-        wait_listening(service.url)
-        with httpx.Client(base_url=service.url, timeout=30, headers={
-                "authorization": f"Bearer {KEYS.full}"}) as http:
-            yield Traced(service.url, http, exporter, logs)
+        with running_api(settings, runtime, restate_server) as api_url, httpx.Client(
+                base_url=api_url, timeout=30,
+                headers={"authorization": f"Bearer {KEYS.full}"}) as http:
+            yield Traced(api_url, http, exporter, logs)
     finally:
-        service.stop()
         install_runtime(before)
         _trace.uninstall()
         set_redactor(None)

@@ -28,19 +28,17 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from gateway.api import create_api
-from gateway.api.restate_link import RestateLink
 from gateway.core.models import TaskRequest
 from gateway.durable.client import GatewayClient
 from gateway.local import LocalEngine, free_port
 from gateway.local.sinks import Mailbox, WebhookReceiver
 from gateway.observability.trace import stable_trace_id
-from tests.api.conftest import KEYS, api_config_text, load_api, wait_listening
+from tests.api.conftest import KEYS, api_config_text, load_api
 from tests.api.helpers import finished, new_id, poll
-from tests.conftest import engine_env, register
+from tests.conftest import engine_env
 from tests.observability.conftest import Traced, attrs
 from tests.observability.test_up_export import OtlpReceiver
-from tests.support.service import ServiceThread
+from tests.support.service import register, running_api
 
 pytestmark = [pytest.mark.restate, pytest.mark.slow]
 
@@ -111,22 +109,13 @@ def traced_restate(traced: Traced, gateway: str, restate_server: LocalEngine,
     path = tmp_path_factory.mktemp("restate-trace") / "gateway.yaml"
     path.write_text(api_config_text(mailbox, webhook_receiver))
     runtime, settings = load_api(path)
-    link = RestateLink(engine.ingress_url, engine.admin_url)
-    app, _ = create_api(settings, runtime, link)
-
-    async def cleanup() -> None:
-        await link.aclose()
-        await runtime.channels.aclose()
-
-    service = ServiceThread(app, cleanup=cleanup).start()
     try:
         register(engine, gateway)
-        wait_listening(service.url)
-        with httpx.Client(base_url=service.url, timeout=30, headers={
-                "authorization": f"Bearer {KEYS.full}"}) as http:
+        with running_api(settings, runtime, engine) as api_url, httpx.Client(
+                base_url=api_url, timeout=30,
+                headers={"authorization": f"Bearer {KEYS.full}"}) as http:
             yield TracedRestate(collector, http, engine.ingress_url)
     finally:
-        service.stop()
         engine.stop()
         collector.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -12,23 +12,21 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from gateway.api import ApiSettings, RestateLink, create_api, hash_key, new_key
+from gateway.api import ApiSettings, hash_key, new_key
 from gateway.channels import _egress, discover_plugins
 from gateway.config import load_config
 from gateway.durable import runtime_for
 from gateway.local import LocalEngine, Mailbox
-from tests.conftest import TEST_ENV, new_engine, register
-from tests.support.service import ServiceThread
+from tests.conftest import TEST_ENV, new_engine
+from tests.support.service import running_api, running_endpoint
 
 API_KEY = new_key()
 TWILIO_SID = "AC" + "0" * 32
@@ -144,7 +142,6 @@ def guarded_gateway(always_replay: bool, api_channels: list[str] | None = None
     counter = ConnectionCounter()
     mailbox = Mailbox().start()
     engine = new_engine(base / "restate", always_replay=always_replay)
-    services: list[ServiceThread] = []
     try:
         path = base / "gateway.yaml"
         path.write_text(config_text(counter.port, mailbox.port, api_channels))
@@ -152,24 +149,11 @@ def guarded_gateway(always_replay: bool, api_channels: list[str] | None = None
         config = load_config(path, plugins=plugins, env=ENV)
         runtime = runtime_for(config, plugins)
         engine.start()
-        service = ServiceThread(_service_app(runtime), cleanup=runtime.channels.aclose).start()
-        services.append(service)
-        register(engine, service.url)
-        link = RestateLink(engine.ingress_url, engine.admin_url)
-        api_runtime = runtime_for(config, plugins)
-        app, _ = create_api(ApiSettings.from_config(config), api_runtime, link)
-
-        async def cleanup() -> None:
-            await link.aclose()
-            await api_runtime.channels.aclose()
-
-        api = ServiceThread(app, cleanup=cleanup).start()
-        services.append(api)
-        wait_listening(api.url)
-        yield Guarded(engine, service.url, api.url, counter, mailbox)
+        with running_endpoint(runtime, engine) as service_url, \
+                running_api(ApiSettings.from_config(config), runtime_for(config, plugins),
+                            engine) as api_url:
+            yield Guarded(engine, service_url, api_url, counter, mailbox)
     finally:
-        for running in reversed(services):
-            running.stop()
         engine.stop()
         mailbox.stop()
         counter.stop()
@@ -186,39 +170,10 @@ def api_for(guarded: Guarded, api_channels: list[str] | None) -> Iterator[str]:
         plugins = discover_plugins()
         config = load_config(path, plugins=plugins, env=ENV)
         runtime = runtime_for(config, plugins)
-        link = RestateLink(guarded.engine.ingress_url, guarded.engine.admin_url)
-        app, _ = create_api(ApiSettings.from_config(config), runtime, link)
-
-        async def cleanup() -> None:
-            await link.aclose()
-            await runtime.channels.aclose()
-
-        api = ServiceThread(app, cleanup=cleanup).start()
-        try:
-            wait_listening(api.url)
-            yield api.url
-        finally:
-            api.stop()
+        with running_api(ApiSettings.from_config(config), runtime, guarded.engine) as url:
+            yield url
     finally:
         shutil.rmtree(base, ignore_errors=True)
-
-
-def wait_listening(url: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _service_app(runtime: Any) -> Any:
-    from gateway.durable import create_app
-
-    return create_app(runtime)
 
 
 def point_names_at(monkeypatch: pytest.MonkeyPatch, port: int, *names: str) -> None:

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.api import RestateLink, create_api, serve_api
 from gateway.api._limits import ApiLimits
-from gateway.local import LocalEngine, free_port
+from gateway.local import LocalEngine
 from tests.api.conftest import load_api
+from tests.support.service import ServiceThread
 
 __all__ = ["ApiThread", "serve_limited"]
 
 
-class ApiThread:
-    """The API served by :func:`serve_api` in a thread with its own event loop."""
+class ApiThread(ServiceThread):
+    """The API served by :func:`serve_api` within ``limits``, in a thread with its own event
+    loop, on a free loopback port."""
 
     def __init__(self, config: Path, engine: LocalEngine, limits: ApiLimits,
                  link: type[RestateLink] = RestateLink) -> None:
@@ -31,35 +33,30 @@ class ApiThread:
         self.settings = replace(settings, limits=limits, max_body_bytes=1_048_576)
         self.runtime = runtime
         self.link = link(engine.ingress_url, engine.admin_url)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self._thread = threading.Thread(target=self._main, name="api", daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
         app, _ = create_api(self.settings, self.runtime, self.link)
-        self._loop.run_until_complete(serve_api(app, "127.0.0.1", self.port,
-                                                self.settings.limits, self._stop))
-        self._loop.run_until_complete(self.link.aclose())
-        self._loop.run_until_complete(self.runtime.channels.aclose())
-        self._loop.close()
+        super().__init__(app, cleanup=self._close, serve=self._serve_limited)
+
+    async def _serve_limited(self, app: Any, host: str, port: int,
+                             shutdown: asyncio.Event) -> None:
+        await serve_api(app, host, port, self.settings.limits, shutdown)
+
+    async def _close(self) -> None:
+        await self.link.aclose()
+        await self.runtime.channels.aclose()
 
     def start(self) -> ApiThread:
-        self._thread.start()
+        super().start()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection((self.host, self.port), timeout=1).close()
                 return self
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("the API did not start listening within 15 s")
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
+        super().stop()
         assert not self._thread.is_alive(), "the API did not stop within 15 s"
 
 

@@ -26,13 +26,13 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from gateway.api import ApiSettings, RestateLink, create_api, hash_key, new_key
+from gateway.api import ApiSettings, hash_key, new_key
 from gateway.channels import discover_plugins
 from gateway.config import load_config
 from gateway.durable import runtime_for
 from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 from tests.conftest import TEST_CONFIG, TEST_ENV
-from tests.support.service import ServiceThread
+from tests.support.service import running_api
 
 
 @dataclass(frozen=True)
@@ -131,18 +131,6 @@ def run_invocations(engine: LocalEngine, key: str) -> int:
     return int(r.json()["rows"][0]["n"])
 
 
-def wait_listening(url: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 @contextmanager
 def serve_api(directory: Path, engine: LocalEngine, mailbox: Mailbox,
               receiver: WebhookReceiver) -> Iterator[str]:
@@ -154,19 +142,8 @@ def serve_api(directory: Path, engine: LocalEngine, mailbox: Mailbox,
     plugins = discover_plugins()
     config = load_config(path, plugins=plugins, env=ENV)
     runtime = runtime_for(config, plugins)
-    link = RestateLink(engine.ingress_url, engine.admin_url)
-    app, _ = create_api(ApiSettings.from_config(config), runtime, link)
-
-    async def cleanup() -> None:
-        await link.aclose()
-        await runtime.channels.aclose()
-
-    service = ServiceThread(app, cleanup=cleanup).start()
-    try:
-        wait_listening(service.url)
-        yield service.url
-    finally:
-        service.stop()
+    with running_api(ApiSettings.from_config(config), runtime, engine) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", name="owned_api")

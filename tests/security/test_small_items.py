@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from gateway.core import UserInputError
 from gateway.local import free_port
 from tests.api.conftest import KEYS, api_config_file, load_api
 from tests.security.limited_api import ApiThread, serve_limited
+from tests.support.service import listening
 
 __all__ = ["api_config_file", "serve_limited"]  # fixtures, used below
 
@@ -187,11 +187,6 @@ def test_identity_keys_that_are_given_are_kept() -> None:
     assert parse_identity_keys(f" {_KEY_A} , {_KEY_B} ") == [_KEY_A, _KEY_B]
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_serve_with_blank_identity_keys_refuses_to_start(tmp_path: Path) -> None:
     """By the flag and by the environment: exit 2 with one line, nothing served."""
     runs = []
@@ -218,4 +213,4 @@ def test_serve_with_blank_identity_keys_refuses_to_start(tmp_path: Path) -> None
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "GATEWAY_IDENTITY_KEYS" in lines[0], (how, err)
         assert "is blank" in lines[0]
-        assert not any(_listening(p) for p in ports)
+        assert not any(listening(p) for p in ports)

@@ -135,6 +135,10 @@ def test_restate_walkthrough_over_raw_http(
     [mail] = mailbox.wait_for_recipient(f"{key}@example.com", 1, timeout=20)
     body = mail.get_body(preferencelist=("plain",))
     assert body is not None and "Write a poem" in body.get_content()
+    # the on_notify sent to the ingress delivered itself: no second invocation per subscriber
+    sql = ("SELECT count(*) AS n FROM sys_invocation WHERE target_handler_name = 'on_notify' "
+           f"AND target_service_key = '{key}'")
+    assert query(restate_server, sql) == [{"n": 1}]
 
 
 @pytest.mark.parametrize(

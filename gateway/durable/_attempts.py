@@ -46,7 +46,9 @@ class Attempt:
     def __init__(self, rt: Runtime, channel: Any, message: Any, options: Any, timeout: float,
                  channel_name: str, message_id: str, span: _trace.HandlerTrace | None,
                  result_at: float | None) -> None:
-        self.rt, self.channel, self.message, self.options = rt, channel, message, options
+        self.rt, self.channel, self.options = rt, channel, options
+        # the plugin sets its library's timeouts from the attempt's limit (Message.time_limit)
+        self.message = message.model_copy(update={"time_limit": timeout})
         self.timeout = timeout
         self.channel_name, self.message_id = channel_name, message_id
         self.span, self.result_at = span, result_at

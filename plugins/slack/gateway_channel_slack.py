@@ -95,10 +95,6 @@ class SlackOptions(BaseModel):
         description="incoming webhook used for channel targets when there is no bot token",
     )
     username: str | None = Field(None, max_length=80, description="bot name shown in Slack")
-    timeout: float = Field(
-        20.0, gt=0, le=300,
-        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
-    )
 
     @field_validator("bot_token")
     @classmethod
@@ -271,9 +267,10 @@ class SlackChannel(Channel[SlackOptions]):
             self._executor = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="slack")
         if self._tls is None:
             self._tls = ssl.create_default_context()
-        post = functools.partial(
-            _post, request, payload, timeout=max(1, math.ceil(options.timeout)), what=what,
-            tls=self._tls, logger=self._logger)
+        # slack-sdk takes whole seconds: below the attempt timeout, so this error comes first
+        seconds = max(1, math.floor(message.send_timeout))
+        post = functools.partial(_post, request, payload, timeout=seconds, what=what,
+                                 tls=self._tls, logger=self._logger)
         # the caller's context (its egress policy) goes with the call into the worker thread
         context = contextvars.copy_context()
         try:
@@ -281,7 +278,8 @@ class SlackChannel(Channel[SlackOptions]):
                 self._executor, context.run, post)
         except TimeoutError:
             raise TransientDeliveryError(
-                f"{what}: timed out after {options.timeout:g}s") from None
+                f"{what}: timed out after {seconds}s "
+                f"(attempt timeout {message.time_limit:g}s)") from None
         except (OSError, http.client.HTTPException) as exc:
             said = _scrub(f"{type(exc).__name__}: {exc}", request.secrets)
             raise TransientDeliveryError(f"{what}: could not connect: {said}") from None

@@ -60,5 +60,5 @@ def attempt_limit(attempt_timeout: float, *timeouts: float | None) -> float:
 
 def send_timeout(time_limit: float) -> float:
     """What a plugin gives its library (HTTP, SMTP, Apprise) out of an attempt's
-    ``time_limit``: a tenth less, at most a second less (30 s -> 29 s, 2 s -> 1.8 s)."""
-    return time_limit - min(1.0, time_limit / 10)
+    ``time_limit``: a fifth less, at most a second less (30 s -> 29 s, 2 s -> 1.6 s)."""
+    return time_limit - min(1.0, time_limit / 5)

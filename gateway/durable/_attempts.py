@@ -95,7 +95,9 @@ async def _attempt_once(rt: Runtime, channel: Any, message: Any, options: Any,
     import time
 
     try:
-        receipt = await asyncio.wait_for(channel.send(message, options), timeout)
+        # in this task, so the plugin's own deadline (a little earlier) starts with this one
+        async with asyncio.timeout(timeout):
+            receipt = await channel.send(message, options)
     except TransientDeliveryError as exc:
         label, outcome = "transient", AttemptOutcome(
             ok=False, at=time.time(), error=_error_text(rt, options, exc),

@@ -267,18 +267,20 @@ class SlackChannel(Channel[SlackOptions]):
             self._executor = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="slack")
         if self._tls is None:
             self._tls = ssl.create_default_context()
-        # slack-sdk takes whole seconds: below the attempt timeout, so this error comes first
-        seconds = max(1, math.floor(message.send_timeout))
-        post = functools.partial(_post, request, payload, timeout=seconds, what=what,
-                                 tls=self._tls, logger=self._logger)
+        # below the attempt timeout, so this error (not the core's cutoff) says what happened:
+        # slack-sdk's socket timeout (whole seconds) and a deadline on the whole call
+        limit = message.send_timeout
+        post = functools.partial(_post, request, payload, timeout=max(1, math.floor(limit)),
+                                 what=what, tls=self._tls, logger=self._logger)
         # the caller's context (its egress policy) goes with the call into the worker thread
         context = contextvars.copy_context()
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, context.run, post)
+            async with asyncio.timeout(limit):
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor, context.run, post)
         except TimeoutError:
             raise TransientDeliveryError(
-                f"{what}: timed out after {seconds}s "
+                f"{what}: timed out after {limit:g}s "
                 f"(attempt timeout {message.time_limit:g}s)") from None
         except (OSError, http.client.HTTPException) as exc:
             said = _scrub(f"{type(exc).__name__}: {exc}", request.secrets)

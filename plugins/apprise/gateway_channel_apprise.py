@@ -235,12 +235,18 @@ class AppriseRunner:
         loop = asyncio.get_running_loop()
         # the caller's context (its egress policy) goes with the call into the worker thread
         context = contextvars.copy_context()
-        outcome = await loop.run_in_executor(
-            self._executor,
-            lambda: context.run(
-                _notify_blocking, url, title=title, body=body, body_format=body_format,
-                timeout=time_limit, secrets=secrets),
-        )
+        try:
+            # a deadline from here too: a call queued for a free thread starts Apprise's late
+            async with asyncio.timeout(time_limit):
+                outcome = await loop.run_in_executor(
+                    self._executor,
+                    lambda: context.run(
+                        _notify_blocking, url, title=title, body=body, body_format=body_format,
+                        timeout=time_limit, secrets=secrets),
+                )
+        except TimeoutError:
+            raise TransientDeliveryError(
+                f"{what}: did not finish within {time_limit:g}s (waited for Apprise)") from None
         return classify(outcome, what=what, timeout=time_limit)
 
     def shutdown(self) -> None:

@@ -144,6 +144,11 @@ channels:
     allow_private_targets: true   # the test receivers listen on loopback
     options: {secret: "${TEST_WEBHOOK_SECRET}"}
     retry: {max_attempts: 40, initial_interval: 0.5, max_interval: 3, attempt_timeout: 10}
+  brief-webhook:               # five-second attempts: the attempt timeout alone cuts a stall
+    plugin: webhook
+    allow_private_targets: true   # the test receivers listen on loopback
+    options: {secret: "${TEST_WEBHOOK_SECRET}"}
+    retry: {max_attempts: 3, initial_interval: 0.2, max_interval: 1, attempt_timeout: 5}
 subscriptions:
   - name: ml-team
     match: {labels: {team: ml}, outcomes: [succeeded, failed]}

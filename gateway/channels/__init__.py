@@ -23,6 +23,7 @@ from gateway.channels._registry import (
     discover_plugins,
     format_validation_error,
 )
+from gateway.channels._time_limit import TIMEOUT_OPTION, TimeoutOption, split_timeout
 from gateway.channels._whsec import whsec_key
 from gateway.channels.render import Renderer, TaskView, check_templates
 from gateway.core import MARKER as REDACTED
@@ -44,6 +45,7 @@ __all__ = [
     "MASK",
     "REDACTED",
     "SECRET",
+    "TIMEOUT_OPTION",
     "Channel",
     "ChannelInstance",
     "ChannelPlugin",
@@ -59,6 +61,7 @@ __all__ = [
     "Renderer",
     "SendReceipt",
     "TaskView",
+    "TimeoutOption",
     "TransientDeliveryError",
     "check_templates",
     "check_untrusted",
@@ -76,5 +79,6 @@ __all__ = [
     "parse_retry_after",
     "redactor",
     "shorten",
+    "split_timeout",
     "whsec_key",
 ]

@@ -17,6 +17,7 @@ from collections.abc import Collection
 
 from gateway.channels._egress import classify_host
 from gateway.channels._registry import Channels
+from gateway.channels._time_limit import MAX_SUBSCRIBER_TIMEOUT, TIMEOUT_OPTION
 from gateway.core import SubscriptionError, Target
 
 __all__ = ["BUILTIN_OPEN_PLUGINS", "check_untrusted", "open_channels"]
@@ -53,6 +54,11 @@ def check_untrusted(channels: Channels, target: Target, configured: Collection[s
             f"YAML file{may}")
     normalised = channels.check(target)
     options = inst.effective_options(target.options)
+    timeout = target.options.get(TIMEOUT_OPTION)
+    if isinstance(timeout, int | float) and timeout > MAX_SUBSCRIBER_TIMEOUT:
+        raise SubscriptionError(
+            f"channel {target.channel!r}: options.timeout: at most "
+            f"{MAX_SUBSCRIBER_TIMEOUT:g} seconds (it can only lower the attempt timeout)")
     try:
         inst.channel.validate_untrusted(normalised, options)
         hosts = [] if inst.allow_private_targets else inst.channel.target_hosts(normalised,

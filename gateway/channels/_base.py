@@ -8,11 +8,15 @@ A channel plugin is a class, named by an entry point in the group
   and when a subscription is made (per-subscription options override the configured ones);
 * ``async send(message, options) -> SendReceipt`` - delivers or *raises*:
   :class:`~gateway.core.errors.PermanentDeliveryError` for what will never succeed as is,
-  :class:`~gateway.core.errors.TransientDeliveryError` for what may succeed later;
+  :class:`~gateway.core.errors.TransientDeliveryError` for what may succeed later; within
+  ``message.time_limit`` seconds (the channel's ``retry.attempt_timeout``, after which the
+  core cancels the attempt), so it gives its library ``message.send_timeout`` (a little less)
+  and raises its own "timed out" error first. A plugin declares no timeout option of its own;
 * ``validate_target`` / ``redact_target`` - check a target when a subscription is made and
   show it without secrets in receipts and logs;
 * ``subscriber_options``, ``validate_untrusted`` and ``target_hosts`` - what a subscriber that
-  does not come from the YAML file may set, what it may not ask for, and the hosts a target
+  does not come from the YAML file may set (``timeout`` there: it may lower the attempt
+  timeout of its own subscription), what it may not ask for, and the hosts a target
   connects to (checked against the egress guard when subscribing);
 * ``template_kind`` / ``template_fields`` - the message format the channel wants: a built-in
   one, or its own fields with their default templates;
@@ -30,6 +34,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.channels._time_limit import send_timeout
 from gateway.core import RetryPolicy
 
 __all__ = ["Channel", "Message", "MessageKind", "NoOptions", "SendReceipt"]
@@ -61,6 +66,14 @@ class Message(BaseModel):
     text: str
     html: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    #: seconds this attempt may take: the core cancels ``send`` after it
+    time_limit: float = Field(RetryPolicy().attempt_timeout, gt=0)
+
+    @property
+    def send_timeout(self) -> float:
+        """Seconds for the library's timeouts: a little below ``time_limit``, so the
+        plugin's own "timed out" error comes before the core cancels the attempt."""
+        return send_timeout(self.time_limit)
 
 
 class SendReceipt(BaseModel):

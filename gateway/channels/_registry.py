@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.channels._base import Channel
 from gateway.channels._egress import GuardedSender, egress_policy
+from gateway.channels._time_limit import attempt_limit, split_timeout
 from gateway.core import PluginError, RetryPolicy, SubscriptionError, Target, secret_values
 
 __all__ = [
@@ -99,13 +100,15 @@ class ChannelInstance:
     _validated: dict[str, BaseModel] = field(default_factory=dict, repr=False)
 
     def effective_options(self, overrides: Mapping[str, Any]) -> BaseModel:
-        """Configured options with the subscription's overrides, validated by the plugin."""
+        """Configured options with the subscription's overrides, validated by the plugin
+        (``timeout`` is the core's: see :meth:`attempt_timeout`)."""
         key = repr(sorted(overrides.items())) if overrides else ""
         cached = self._validated.get(key)
         if cached is not None:
             return cached
         try:
-            opts = self.plugin.cls.Options.model_validate({**self.options, **overrides})
+            merged, _ = split_timeout({**self.options, **overrides})
+            opts = self.plugin.cls.Options.model_validate(merged)
         except ValidationError as exc:
             raise SubscriptionError(
                 f"channel {self.name!r}: {format_validation_error(exc, 'options')}"
@@ -113,6 +116,17 @@ class ChannelInstance:
         if len(self._validated) < 1024:
             self._validated[key] = opts
         return opts
+
+    def attempt_timeout(self, overrides: Mapping[str, Any]) -> float:
+        """Seconds one attempt of a delivery may take: ``retry.attempt_timeout``, lowered by
+        a ``timeout`` option of the channel or of the subscription (``overrides``)."""
+        try:
+            timeouts = [split_timeout(o)[1] for o in (self.options, overrides)]
+        except ValidationError as exc:
+            raise SubscriptionError(
+                f"channel {self.name!r}: {format_validation_error(exc, 'options')}"
+            ) from None
+        return attempt_limit(self.retry.attempt_timeout, *timeouts)
 
     @property
     def sender(self) -> GuardedSender:

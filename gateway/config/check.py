@@ -16,9 +16,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from gateway.channels import (
     Channel,
     ChannelPlugin,
+    TimeoutOption,
     check_templates,
     egress_policy,
     format_problem,
+    split_timeout,
 )
 from gateway.config._yaml_lines import (
     KeyPath,
@@ -125,11 +127,7 @@ def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
                        f"unknown plugin {plugin_name!r}; installed: {installed}{hint}")
         else:
             ctx.check_format((*base, "plugin") if channel.plugin else base, plugin)
-            try:
-                plugin.cls.Options.model_validate(channel.options)
-            except ValidationError as exc:
-                report.add_validation((*base, "options"), exc, plugin.cls.Options,
-                                      channel.options)
+            if _plugin_options(report, (*base, "options"), plugin, channel.options) is None:
                 ctx.bad_options.add(name)
         for i, other in enumerate(channel.fallback):
             if other == name:
@@ -138,6 +136,21 @@ def _check_channels(ctx: _Context, valid: Mapping[str, ChannelConfig]) -> None:
                 report.add((*base, "fallback", i), ctx.unknown_channel(other))
         if channel.template is not None and channel.template not in ctx.template_names:
             report.add((*base, "template"), _unknown_template(channel.template, ctx))
+
+
+def _plugin_options(report: Report, path: KeyPath, plugin: ChannelPlugin,
+                    options: Mapping[str, Any]) -> BaseModel | None:
+    """The plugin's options, or None when they (or the core's ``timeout``) were reported."""
+    try:
+        rest, _ = split_timeout(options)
+    except ValidationError as exc:
+        report.add_validation(path, exc, TimeoutOption, options)
+        return None
+    try:
+        return plugin.cls.Options.model_validate(rest)
+    except ValidationError as exc:
+        report.add_validation(path, exc, plugin.cls.Options, rest)
+        return None
 
 
 def _unknown_template(name: str, ctx: _Context) -> str:
@@ -173,10 +186,8 @@ def _check_destination(ctx: _Context, path: KeyPath, sub_path: KeyPath,
         return  # the channel's own problem is reported with the channel
     configured = ctx.channels.get(dest.channel)
     merged = {**(configured.options if configured else {}), **dest.options}
-    try:
-        options = plugin.cls.Options.model_validate(merged)
-    except ValidationError as exc:
-        report.add_validation((*path, "options"), exc, plugin.cls.Options, merged)
+    options = _plugin_options(report, (*path, "options"), plugin, merged)
+    if options is None:
         return
     allow_private = configured is not None and configured.allow_private_targets
     try:

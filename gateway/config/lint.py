@@ -6,6 +6,7 @@ change.
 
 from __future__ import annotations
 
+from gateway.channels import TIMEOUT_OPTION
 from gateway.config.hooks import signs_timestamp
 from gateway.config.schema import GatewayConfig
 
@@ -14,7 +15,7 @@ __all__ = ["config_warnings"]
 
 def config_warnings(config: GatewayConfig) -> list[str]:
     """One line per warning, prefixed with the file (``FILE: warning: KEY PATH: ...``)."""
-    lines: list[str] = []
+    lines: list[str] = _timeout_options(config)
     for name, hook in config.hooks.items():
         scheme = hook.hmac
         if scheme is None or signs_timestamp(scheme):
@@ -31,4 +32,19 @@ def config_warnings(config: GatewayConfig) -> list[str]:
                 f"{where}: timestamp_header {scheme.timestamp_header} is not signed (no "
                 "{timestamp} in signed), so anyone can make a delivery look fresh; add "
                 "{timestamp} to signed as the source signs it")
+    return lines
+
+
+def _timeout_options(config: GatewayConfig) -> list[str]:
+    """A channel's ``options.timeout``: still honoured (it lowers the attempt timeout), but
+    the one time limit of an attempt is ``retry.attempt_timeout``."""
+    lines: list[str] = []
+    for name, channel in config.channels.items():
+        value = channel.options.get(TIMEOUT_OPTION)
+        if value is None:
+            continue
+        lines.append(
+            f"{config.source}: warning: channels.{name}.options.timeout: write retry: "
+            f"{{attempt_timeout: {value}}} instead (the one time limit of an attempt, which "
+            "this option only lowers; plugins have no timeout option of their own)")
     return lines

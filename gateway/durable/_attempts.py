@@ -46,7 +46,9 @@ class Attempt:
     def __init__(self, rt: Runtime, channel: Any, message: Any, options: Any, timeout: float,
                  channel_name: str, message_id: str, span: _trace.HandlerTrace | None,
                  result_at: float | None) -> None:
-        self.rt, self.channel, self.message, self.options = rt, channel, message, options
+        self.rt, self.channel, self.options = rt, channel, options
+        # the plugin sets its library's timeouts from the attempt's limit (Message.time_limit)
+        self.message = message.model_copy(update={"time_limit": timeout})
         self.timeout = timeout
         self.channel_name, self.message_id = channel_name, message_id
         self.span, self.result_at = span, result_at
@@ -93,7 +95,9 @@ async def _attempt_once(rt: Runtime, channel: Any, message: Any, options: Any,
     import time
 
     try:
-        receipt = await asyncio.wait_for(channel.send(message, options), timeout)
+        # in this task, so the plugin's own deadline (a little earlier) starts with this one
+        async with asyncio.timeout(timeout):
+            receipt = await channel.send(message, options)
     except TransientDeliveryError as exc:
         label, outcome = "transient", AttemptOutcome(
             ok=False, at=time.time(), error=_error_text(rt, options, exc),

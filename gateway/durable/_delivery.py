@@ -170,7 +170,7 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                         target.channel, last_error)
             continue
         policy = inst.retry
-        attempt = Attempt(rt, inst.sender, message, options, policy.attempt_timeout,
+        attempt = Attempt(rt, inst.sender, message, options, inst.attempt_timeout(target.options),
                            target.channel, mid, span, result_at)
         # an attempt that raised what a channel should not is retried in place, as well
         run_options = step_options(policy, AttemptOutcome)

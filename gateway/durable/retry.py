@@ -1,6 +1,8 @@
 """The retry policy, applied. The policy itself is one model, ``gateway.core.RetryPolicy``:
 a channel plugin declares its default (``Channel.retry``), a channel in the YAML file may
-override it (``retry:``), and its ``attempt_timeout`` is the one time limit of an attempt.
+override it (``retry:``), and its ``attempt_timeout`` is the one time limit of an attempt:
+the plugin gets it as ``Message.time_limit`` and ends a little earlier with its own error
+(an older ``options.timeout`` only lowers it: :mod:`gateway.channels._time_limit`).
 
 Here it becomes the SDK's options of a journaled step: a delivery attempt (its retries are
 the gateway's own loop, with durable timers of ``RetryPolicy.delay`` between attempts, so

@@ -225,7 +225,8 @@ class AppriseRunner:
     ) -> SendReceipt:
         """Deliver through the Apprise service of ``url`` or raise a delivery error.
 
-        ``time_limit`` bounds the whole call in seconds (Apprise reports TIMEOUT after it);
+        ``time_limit`` bounds the whole call in seconds (Apprise's service timeout: it reports
+        TIMEOUT after it): the message's ``send_timeout``, below the attempt timeout;
         ``what`` (e.g. ``"email to j***@example.com"``) starts every error message; ``secrets``
         are scrubbed from what Apprise said.
         """
@@ -234,12 +235,18 @@ class AppriseRunner:
         loop = asyncio.get_running_loop()
         # the caller's context (its egress policy) goes with the call into the worker thread
         context = contextvars.copy_context()
-        outcome = await loop.run_in_executor(
-            self._executor,
-            lambda: context.run(
-                _notify_blocking, url, title=title, body=body, body_format=body_format,
-                timeout=time_limit, secrets=secrets),
-        )
+        try:
+            # a deadline from here too: a call queued for a free thread starts Apprise's late
+            async with asyncio.timeout(time_limit):
+                outcome = await loop.run_in_executor(
+                    self._executor,
+                    lambda: context.run(
+                        _notify_blocking, url, title=title, body=body, body_format=body_format,
+                        timeout=time_limit, secrets=secrets),
+                )
+        except TimeoutError:
+            raise TransientDeliveryError(
+                f"{what}: did not finish within {time_limit:g}s (waited for Apprise)") from None
         return classify(outcome, what=what, timeout=time_limit)
 
     def shutdown(self) -> None:
@@ -254,10 +261,6 @@ class AppriseOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout: float = Field(
-        25.0, gt=0, le=600,
-        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
-    )
     body_format: Literal["text", "markdown", "html"] = Field(
         "text", description="what the service gets: the text, the text as markdown, or the HTML"
     )
@@ -299,7 +302,8 @@ class AppriseChannel(Channel[AppriseOptions]):
             body = message.html
         return await self._runner.notify(
             message.target, title=message.subject, body=body, body_format=options.body_format,
-            time_limit=options.timeout, what=f"apprise to {self.redact_target(message.target)}",
+            time_limit=message.send_timeout,
+            what=f"apprise to {self.redact_target(message.target)}",
             secrets=secrets_of(message.target),
         )
 

@@ -86,10 +86,6 @@ class EmailOptions(BaseModel):
     from_addr: str = Field(default_factory=_env_from)
     from_name: str | None = Field(default_factory=_env_from_name)
     verify_certificate: bool = True
-    timeout: float = Field(
-        25.0, gt=0, le=600,
-        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
-    )
 
     @field_validator("tls", mode="before")
     @classmethod
@@ -174,7 +170,7 @@ class EmailChannel(Channel[EmailOptions]):
         url = mailto_url(options, recipient)
         return await self._runner.notify(
             url, title=message.subject, body=_html_of(message), body_format=NotifyFormat.HTML,
-            time_limit=options.timeout, what=f"email to {self.redact_target(recipient)}",
+            time_limit=message.send_timeout, what=f"email to {self.redact_target(recipient)}",
             # Apprise's warnings name the recipient in full: show it only as redacted
             secrets=tuple(s for s in (password, quote(password or "", safe=""), recipient) if s),
         )

@@ -95,10 +95,6 @@ class SlackOptions(BaseModel):
         description="incoming webhook used for channel targets when there is no bot token",
     )
     username: str | None = Field(None, max_length=80, description="bot name shown in Slack")
-    timeout: float = Field(
-        20.0, gt=0, le=300,
-        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
-    )
 
     @field_validator("bot_token")
     @classmethod
@@ -271,17 +267,21 @@ class SlackChannel(Channel[SlackOptions]):
             self._executor = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="slack")
         if self._tls is None:
             self._tls = ssl.create_default_context()
-        post = functools.partial(
-            _post, request, payload, timeout=max(1, math.ceil(options.timeout)), what=what,
-            tls=self._tls, logger=self._logger)
+        # below the attempt timeout, so this error (not the core's cutoff) says what happened:
+        # slack-sdk's socket timeout (whole seconds) and a deadline on the whole call
+        limit = message.send_timeout
+        post = functools.partial(_post, request, payload, timeout=max(1, math.floor(limit)),
+                                 what=what, tls=self._tls, logger=self._logger)
         # the caller's context (its egress policy) goes with the call into the worker thread
         context = contextvars.copy_context()
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, context.run, post)
+            async with asyncio.timeout(limit):
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor, context.run, post)
         except TimeoutError:
             raise TransientDeliveryError(
-                f"{what}: timed out after {options.timeout:g}s") from None
+                f"{what}: timed out after {limit:g}s "
+                f"(attempt timeout {message.time_limit:g}s)") from None
         except (OSError, http.client.HTTPException) as exc:
             said = _scrub(f"{type(exc).__name__}: {exc}", request.secrets)
             raise TransientDeliveryError(f"{what}: could not connect: {said}") from None

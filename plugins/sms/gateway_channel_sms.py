@@ -85,10 +85,6 @@ class SmsOptions(BaseModel):
     url: SecretStr | None = Field(
         None, description="Apprise URL of another SMS provider, with {to} for the number"
     )
-    timeout: float = Field(
-        20.0, gt=0, le=300,
-        description="seconds one delivery may take; below the attempt timeout (30 s by default)",
-    )
 
     @field_validator("account_sid")
     @classmethod
@@ -170,7 +166,7 @@ class SmsChannel(Channel[SmsOptions]):
         token = options.auth_token.get_secret_value() if options.auth_token else None
         return await self._runner.notify(
             url, title="", body=sms_text(message.text), body_format=NotifyFormat.TEXT,
-            time_limit=options.timeout, what=f"sms to {self.redact_target(number)}",
+            time_limit=message.send_timeout, what=f"sms to {self.redact_target(number)}",
             # Apprise's warnings name the number in full: show it only as redacted
             secrets=(*secrets_of(url, token), number, number.lstrip("+")),
         )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ class Reply:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     error: OSError | None = None
+    #: held until this is set (at most 5 s): Slack not answering
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -63,6 +67,8 @@ class SlackHost:
         assert isinstance(data, bytes)
         self.requests.append(Sent(req.full_url, dict(req.header_items()), json.loads(data)))
         reply = self.replies[req.full_url]
+        if reply.hold is not None:
+            reply.hold.wait(5)
         if reply.error is not None:
             raise URLError(reply.error)
         headers = Headers()
@@ -238,6 +244,21 @@ async def test_connection_error_is_transient(channel: SlackChannel, slack: Slack
     with pytest.raises(TransientDeliveryError, match="could not connect") as info:
         await channel.send(make_message(HOOK), SlackOptions())
     assert "SECRET" not in str(info.value)
+
+
+async def test_no_answer_times_out_before_the_attempt_timeout(
+    channel: SlackChannel, slack: SlackHost
+) -> None:
+    slack.add(HOOK)
+    slack.replies[HOOK].hold = hold = threading.Event()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientDeliveryError,
+                           match=r"timed out after 0\.4s \(attempt timeout 0\.5s\)"):
+            await channel.send(make_message(HOOK, time_limit=0.5), SlackOptions())
+        assert time.monotonic() - started < 3
+    finally:
+        hold.set()
 
 
 async def test_channel_without_credentials_is_permanent(

@@ -178,8 +178,9 @@ async def test_read_timeout_is_transient(channel: WebhookChannel) -> None:
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
         started = time.monotonic()
-        with pytest.raises(TransientDeliveryError, match="timed out"):
-            await channel.send(make_message(url), loopback(timeout=0.3))
+        with pytest.raises(TransientDeliveryError,
+                           match=r"timed out after 0\.24s \(attempt timeout 0\.3s\)"):
+            await channel.send(make_message(url, time_limit=0.3), loopback())
         assert time.monotonic() - started < 3
 
 

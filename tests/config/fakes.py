@@ -41,7 +41,6 @@ class SmsOptions(_Options):
 class WebhookOptions(_Options):
     secret: SecretStr | None = None
     allow_private_targets: bool = False
-    timeout: float = Field(10.0, gt=0)
 
 
 class _Fake(Channel[BaseModel]):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.channels import ChannelPlugin, Renderer, discover_plugins
-from gateway.config import load_config
+from gateway.config import config_warnings, load_config
 from gateway.core import Task
 from tests.config.fakes import fake_plugins
 
@@ -26,6 +26,7 @@ SHIPPED = [("gateway.yaml", {}), ("examples/team.yaml", TEAM_ENV)]
 
 def _check(name: str, env: dict[str, str], plugins: dict[str, ChannelPlugin]) -> None:
     config = load_config(CONFIG / name, plugins=plugins, env=env)
+    assert config_warnings(config) == []
     Renderer.from_config(config)
     task = Task(task_id="t", prompt="p", agent="default", labels={"team": "demo"},
                 submitted_at=0.0)

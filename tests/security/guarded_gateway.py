@@ -43,32 +43,28 @@ agents:
 channels:
   email:                  # no allow_private_targets: the guard refuses its loopback server
     plugin: email
-    options: {host: 127.0.0.1, port: LISTENER_PORT, tls: none, from_addr: gw@example.com,
-              timeout: 5}
-    retry: {max_attempts: 1, attempt_timeout: 10}
+    options: {host: 127.0.0.1, port: LISTENER_PORT, tls: none, from_addr: gw@example.com}
+    retry: {max_attempts: 1, attempt_timeout: 5}
   lab-email:              # the same kind of server, allowed by this file
     plugin: email
     allow_private_targets: true
-    options: {host: 127.0.0.1, port: MAILBOX_PORT, tls: none, from_addr: gw@example.com,
-              timeout: 5}
-    retry: {max_attempts: 1, attempt_timeout: 10}
+    options: {host: 127.0.0.1, port: MAILBOX_PORT, tls: none, from_addr: gw@example.com}
+    retry: {max_attempts: 1, attempt_timeout: 5}
   webhook:
     plugin: webhook
-    options: {secret: "${TEST_WEBHOOK_SECRET}", timeout: 5}
-    retry: {max_attempts: 1, attempt_timeout: 10}
+    options: {secret: "${TEST_WEBHOOK_SECRET}"}
+    retry: {max_attempts: 1, attempt_timeout: 5}
   slack:
     plugin: slack
-    options: {timeout: 5}
-    retry: {max_attempts: 1, attempt_timeout: 10}
+    retry: {max_attempts: 1, attempt_timeout: 5}
   sms:
     plugin: sms
     options: {account_sid: TWILIO_SID, auth_token: "${TEST_TWILIO_TOKEN}",
-              from_number: "+15550100000", timeout: 5}
-    retry: {max_attempts: 1, attempt_timeout: 10}
+              from_number: "+15550100000"}
+    retry: {max_attempts: 1, attempt_timeout: 5}
   apprise:
     plugin: apprise
-    options: {timeout: 5}
-    retry: {max_attempts: 1, attempt_timeout: 10}
+    retry: {max_attempts: 1, attempt_timeout: 5}
 subscriptions:            # the operator's own (trusted) Apprise subscription, aimed at loopback
   - name: ops-json
     match: {labels: {route: ops-json}}

@@ -154,12 +154,11 @@ def env_only_runtime(tmp_path: Path, refusing_smtp: Controller,
     config.write_text(
         "channels:\n"
         "  login-email:\n    plugin: email\n    allow_private_targets: true\n"
-        f"    options: {{host: 127.0.0.1, port: {refusing_smtp.port}, username: bob, "
-        "timeout: 5}\n"
-        "    retry: {max_attempts: 2, initial_interval: 0.2, attempt_timeout: 10}\n"
+        f"    options: {{host: 127.0.0.1, port: {refusing_smtp.port}, username: bob}}\n"
+        "    retry: {max_attempts: 2, initial_interval: 0.2, attempt_timeout: 5}\n"
         "  env-webhook:\n    plugin: webhook\n"
-        "    options: {allow_private_targets: true, timeout: 5}\n"
-        "    retry: {max_attempts: 1}\n",
+        "    options: {allow_private_targets: true}\n"
+        "    retry: {max_attempts: 1, attempt_timeout: 5}\n",
         encoding="utf-8",
     )
     plugins = discover_plugins()

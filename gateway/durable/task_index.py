@@ -10,16 +10,22 @@ The virtual object ``TaskIndex`` has two kinds of keys:
 - ``buckets``, the list of buckets in use, told once per bucket by its first entry.
 
 An entry is written once and never changed: a task's state and deliveries are read from the
-task itself when it is shown. Entries are kept as long as the tasks are (the workflow's
-retention) and dropped with their bucket by ``prune``.
+task itself when it is shown. Entries are kept as long as the tasks are: when a bucket is
+listed, ``buckets`` sends itself a delayed ``expire`` of it for the end of the workflow's
+retention (a durable timer in Restate), which drops the bucket from the list and clears it.
+``prune`` drops older buckets at once (an operator's call).
 """
 
 from __future__ import annotations
 
+import calendar
 import time
+from datetime import timedelta
 from typing import Any
 
 from restate import ObjectContext, ObjectSharedContext, VirtualObject
+
+from gateway.durable._services import RETENTION
 
 __all__ = ["BUCKETS_KEY", "INDEX", "bucket_of", "entry_key", "index", "record_task"]
 
@@ -37,6 +43,17 @@ def bucket_of(submitted_at: float) -> str:
     """The bucket of a task submitted at ``submitted_at`` (POSIX seconds)."""
     start = int(submitted_at) // _BUCKET_SECONDS * _BUCKET_SECONDS
     return "b-" + time.strftime("%Y%m%d%H%M", time.gmtime(start))[:-1]
+
+
+def bucket_start(bucket: str) -> float:
+    """When ``bucket`` (a key of :func:`bucket_of`) begins, in POSIX seconds."""
+    return float(calendar.timegm(time.strptime(bucket[2:] + "0", "%Y%m%d%H%M")))
+
+
+def expires_in(bucket: str, now: float) -> timedelta:
+    """How long ``bucket`` is kept from ``now``: until its last task's retention ends."""
+    ends = bucket_start(bucket) + _BUCKET_SECONDS + RETENTION.total_seconds()
+    return timedelta(seconds=max(0.0, ends - now))
 
 
 def entry_key(submitted_at: float, task_key: str) -> str:
@@ -79,6 +96,18 @@ async def add_bucket(ctx: ObjectContext, bucket: str) -> None:
     known: list[str] = await ctx.get("list", type_hint=list) or []
     if bucket not in known:
         ctx.set("list", sorted([*known, bucket]))
+        # its tasks are gone once the workflow's retention is over: so is their index
+        ctx.object_send(expire, key=BUCKETS_KEY, arg=bucket,
+                        send_delay=expires_in(bucket, await ctx.time()))
+
+
+# private, like clear: only the index's own handlers drop what it holds
+@index.handler(name="expire", ingress_private=True)
+async def expire(ctx: ObjectContext, bucket: str) -> None:
+    """Drop one bucket from the list and clear its entries (sent delayed by add_bucket)."""
+    known: list[str] = await ctx.get("list", type_hint=list) or []
+    ctx.set("list", [b for b in known if b != bucket])
+    ctx.object_send(clear, key=bucket, arg=None)
 
 
 @index.handler(name="list_buckets", kind="shared")
@@ -99,7 +128,7 @@ async def prune(ctx: ObjectContext, before: str) -> list[str]:
     return dropped
 
 
-@index.handler(name="clear")
+@index.handler(name="clear", ingress_private=True)
 async def clear(ctx: ObjectContext) -> None:
     ctx.clear_all()
 

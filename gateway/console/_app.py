@@ -69,7 +69,7 @@ def console_app(door: FrontDoor, extra: Sequence[BaseRoute] = (), *,
     app = Starlette(routes=routes, exception_handlers={
         PageError: _page_error, LoginNeeded: _login_needed, RestateFailed: _restate_failed})
     app.state.door = door
-    app.state.sessions = sessions or Sessions()
+    app.state.sessions = sessions or Sessions.from_env()
     app.state.redrive_enabled = redrive
     return app
 

@@ -2,9 +2,11 @@
 token of each session.
 
 The cookie is ``<base64 JSON {h: sha256 hash of the key, x: expiry}>.<HMAC-SHA256>`` signed
-with a random secret of this process: the key itself is never in it, a changed cookie does
-not verify, and a restart (or the key leaving ``api.keys``) ends every session. It is
-HttpOnly, SameSite=Strict, and Secure when the console is reached over HTTPS.
+with ``GATEWAY_CONSOLE_SECRET`` when it is set (so sessions outlive a restart and hold on
+every API replica that shares it), else with a random secret of this process (a restart
+ends every session). The key itself is never in it, a changed cookie does not verify, and
+the key leaving ``api.keys`` ends its sessions. It is HttpOnly, SameSite=Strict, and Secure
+when the console is reached over HTTPS.
 
 CSRF: every form carries ``csrf``, an HMAC of the session cookie under another derivation
 of the secret; an action with a session cookie is refused without it. SameSite=Strict keeps
@@ -19,13 +21,20 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
+from collections.abc import Mapping
 
-__all__ = ["COOKIE", "SESSION_SECONDS", "Sessions"]
+from gateway.core import UserInputError
+
+__all__ = ["COOKIE", "SECRET_ENV", "SESSION_SECONDS", "Sessions"]
 
 COOKIE = "gw_console"
 SESSION_SECONDS = 12 * 3600
+#: the secret sessions are signed with, shared by the API's replicas (else one per process)
+SECRET_ENV = "GATEWAY_CONSOLE_SECRET"
+_MIN_SECRET = 32
 
 
 def _b64(data: bytes) -> str:
@@ -43,6 +52,18 @@ class Sessions:
         root = secret or secrets.token_bytes(32)
         self._sign_key = hmac.new(root, b"session", hashlib.sha256).digest()
         self._csrf_key = hmac.new(root, b"csrf", hashlib.sha256).digest()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Sessions:
+        """Signed with ``GATEWAY_CONSOLE_SECRET`` when set (UserInputError when it is too
+        short to be one), else with a random secret of this process."""
+        value = (os.environ if environ is None else environ).get(SECRET_ENV, "")
+        if not value:
+            return cls()
+        if len(value) < _MIN_SECRET:
+            raise UserInputError(f"{SECRET_ENV}: give at least {_MIN_SECRET} random characters "
+                                 f"(e.g. the output of `openssl rand -hex 32`), or unset it")
+        return cls(value.encode())
 
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._sign_key, payload.encode(), hashlib.sha256).digest())

@@ -26,6 +26,20 @@ def test_a_session_names_the_key_by_its_hash_and_cannot_be_forged_or_kept() -> N
     assert not sessions.csrf_ok(sessions.issue("sha256:other", now=1000.0), token)
 
 
+def test_a_shared_console_secret_keeps_sessions_across_processes() -> None:
+    from gateway.console._session import SECRET_ENV
+    from gateway.core import UserInputError
+
+    shared = {SECRET_ENV: "s" * 64}
+    cookie = Sessions.from_env(shared).issue("sha256:abc")
+    # another replica, or the same one after a restart, with the same secret
+    assert Sessions.from_env(shared).key_hash(cookie) == "sha256:abc"
+    assert Sessions.from_env({SECRET_ENV: "t" * 64}).key_hash(cookie) is None
+    assert Sessions.from_env({}).key_hash(Sessions.from_env({}).issue("sha256:abc")) is None
+    with pytest.raises(UserInputError, match=f"^{SECRET_ENV}: give at least 32 random"):
+        Sessions.from_env({SECRET_ENV: "short"})
+
+
 def test_the_list_filter_says_which_parameter_is_wrong() -> None:
     flt = parse_filter([("state", "failed"), ("label", "team=ml"), ("label", "env=prod"),
                         ("limit", "10")])

@@ -100,7 +100,7 @@ def _checked_before(task_id: str, raw: object) -> Subscription:
     """A subscription one of the gateway's handlers checked and sent (typed, identified)."""
     try:
         sub = Subscription.model_validate(raw)
-    except ValidationError as exc:  # not what the gateway sends: a caller behind the ingress
+    except ValidationError as exc:  # not what the gateway sends: another service of Restate
         raise TerminalError(f"invalid subscriber: {describe(exc)}", 400) from None
     return sub if sub.id is not None else sub.identified(task_id)
 

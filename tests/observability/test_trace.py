@@ -4,8 +4,10 @@ log lines that carry the ids of the span they were written in."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -252,7 +254,8 @@ def test_no_configured_secret_in_any_log_line_span_or_receipt(
                         headers={"authorization": f"Bearer {KEYS.full}x"})
     assert r.status_code == 401
     body = body_of({"order": {"id": HOOK_SECRET}})
-    forged = standard_headers(body, new_id("msg"), secret=GITHUB_SECRET)
+    wrong = "whsec_" + base64.b64encode(os.urandom(32)).decode()  # valid, but not configured
+    forged = standard_headers(body, new_id("msg"), secret=wrong)
     assert traced.http.post("/v1/hooks/orders", content=body, headers=forged).status_code == 401
 
     texts = list(traced.log_lines())

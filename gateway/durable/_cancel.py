@@ -4,13 +4,16 @@ It resolves the subscription's cancel promise (see :mod:`._cancelling`), then lo
 task's outcome:
 
 * not known yet: no delivery has begun (deliveries wait for the outcome, and see a cancel
-  made before it first), so the subscription is cancelled; a task's own subscriber whose
-  ``on_notify`` is not started yet has its idempotency key held here, so the task's start of
-  it later finds this one and sends nothing;
+  made before it first), so the subscription is cancelled: its receipt says so at once; a
+  task's own subscriber whose ``on_notify`` is not started yet has its idempotency key held
+  here, so the task's start of it later finds this one and sends nothing;
 * known: its delivery decides - it sees the cancel before its first attempt or while it
-  waits to retry, and keeps "cancelled"; or it was sending, and keeps "delivered" (or
-  "failed"). ``cancel`` answers the receipt kept, so "cancelled" always means nothing is
-  sent afterwards.
+  waits to retry, and records "cancelled"; or it was sending, and records "delivered" (or
+  "failed"). ``cancel`` attaches to that delivery (the invocation that claimed the
+  subscriber, see CLAIM_PROMISE) and answers its receipt, so "cancelled" always means
+  nothing is sent afterwards.
+
+A subscription the task has no receipt of is refused (404) before anything is resolved.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from __future__ import annotations
 from restate import TerminalError, WorkflowSharedContext
 
 from gateway.core import DeliveryReceipt, DeliveryState
-from gateway.durable._bodies import SubscriberBody
+from gateway.durable._bodies import Notified, SubscriberBody
 from gateway.durable._cancelling import CANCEL_PROMISE
-from gateway.durable._notify import on_notify, settle_once
-from gateway.durable._services import FINAL_RECEIPT_PROMISE, RESULT_PROMISE, workflow
+from gateway.durable._notify import on_notify
+from gateway.durable._receipts import receipt_of, record_receipt
+from gateway.durable._services import CLAIM_PROMISE, RESULT_PROMISE, workflow
 
 __all__ = ["cancel"]
 
@@ -31,6 +35,9 @@ async def cancel(ctx: WorkflowSharedContext, seen: DeliveryReceipt) -> DeliveryR
     """Cancel the subscription of ``seen`` (its receipt as the caller saw it, not final);
     the receipt it came to: cancelled, or final already."""
     sid = seen.subscription_id
+    stored = (await ctx.object_call(receipt_of, key=ctx.key(), arg=sid)).root
+    if not stored:
+        raise TerminalError(f"task {ctx.key()} has no subscription {sid}", 404)
     try:
         await ctx.promise(CANCEL_PROMISE + sid, type_hint=bool).resolve(True)
     except TerminalError:
@@ -40,11 +47,18 @@ async def cancel(ctx: WorkflowSharedContext, seen: DeliveryReceipt) -> DeliveryR
     except TerminalError:  # the task failed: known
         known = True
     if not known:
-        marker = SubscriberBody.of({"cancelled": sid})
-        ctx.workflow_send(on_notify, ctx.key(), marker, idempotency_key=sid)
-        cancelled = seen.model_copy(update={"state": DeliveryState.CANCELLED,
-                                            "updated_at": await ctx.time()})
-        kept = await settle_once(ctx, cancelled.model_dump(mode="json"))
-        return DeliveryReceipt.model_validate(kept)
-    final = await ctx.promise(FINAL_RECEIPT_PROMISE + sid, type_hint=dict).value()
-    return DeliveryReceipt.model_validate(final)
+        cancelled = stored[0].model_copy(update={"state": DeliveryState.CANCELLED,
+                                                 "updated_at": await ctx.time()})
+        await ctx.object_call(record_receipt, key=ctx.key(), arg=cancelled)
+        # holds the subscriber's claim (and a task's own one's idempotency key): a later
+        # cancel attaches to it for this receipt
+        ctx.workflow_send(on_notify, ctx.key(), SubscriberBody.of(
+            {"cancelled": cancelled.model_dump(mode="json")}),
+                          idempotency_key=sid)
+        return cancelled
+    delivering = await ctx.promise(CLAIM_PROMISE + sid, type_hint=str).value()
+    answer = (await ctx.attach_invocation(delivering, type_hint=Notified)).root
+    if isinstance(answer, DeliveryReceipt):
+        return answer
+    raise TerminalError(f"subscription {sid} of task {ctx.key()} was not delivered by the "
+                        "invocation that claimed it", 500)  # not what on_notify does

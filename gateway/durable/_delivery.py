@@ -56,10 +56,9 @@ async def await_and_deliver(ctx: WorkflowSharedContext, rt: Runtime,
     assert sub.id is not None
     cancel = cancel_signal(ctx, sub.id)
     promise: DurablePromise[dict[str, Any]] = ctx.promise(RESULT_PROMISE)
-    # a subscription of the task itself has its waiting receipt in the task's state already;
-    # one added later records its own (sent, not awaited): that is where status finds it,
-    # and its final receipt (see on_notify) too. Only one owed a still-running notice asks
-    # whether the outcome is there
+    # a subscription of the task itself has its waiting receipt recorded by run already;
+    # one added later records its own (sent, not awaited). Only one owed a still-running
+    # notice asks whether the outcome is there
     notice = "timed_out" in sub.outcomes
     settled = False
     if notice:
@@ -136,11 +135,10 @@ def _skip(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, at: float)
 
 async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, kind: Any,
                   view: TaskView, prior: DeliveryReceipt | None = None,
-                  cancel: Any = None, keep_in_object: bool = False) -> dict[str, Any]:
+                  cancel: Any = None) -> dict[str, Any]:
     """Try the subscription's channel, then each fallback; every attempt journaled. A redrive
     passes the ``prior`` (failed) receipt: its attempts come first in the new receipt.
-    Cancelled when the ``cancel`` signal comes while it waits to retry. ``keep_in_object``:
-    its final receipt goes to the receipts object too (a redrive's)."""
+    Cancelled when the ``cancel`` signal comes while it waits to retry."""
     assert sub.id is not None
     mid = message_id(view.task_id, sub.id, kind)
     attempts = prior.attempts if prior else 0
@@ -194,7 +192,7 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                 state = (DeliveryState.DELIVERED if step == 0
                          else DeliveryState.DELIVERED_BY_FALLBACK)
                 # the current state has no error: earlier attempts' are in the history
-                receipt = record(ctx, rt, sub, state, keep_in_object=keep_in_object, at=at,
+                receipt = record(ctx, rt, sub, state, at=at,
                                  kind=kind, attempts=attempts,
                                  channel_used=target.channel, history=history,
                                  provider_status=outcome.provider_status, message_id=mid,
@@ -207,7 +205,7 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                             target.channel, n, last_error)
                 break
             delay = policy.delay(n, outcome.retry_after)
-            record(ctx, rt, sub, DeliveryState.RETRYING, keep_in_object=keep_in_object, at=at,
+            record(ctx, rt, sub, DeliveryState.RETRYING, at=at,
                    kind=kind, attempts=attempts,
                    channel_used=target.channel, last_error=last_error,
                    provider_status=last_status, message_id=mid, next_attempt_at=at + delay,
@@ -217,7 +215,7 @@ async def deliver(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, ki
                 await timer
             else:
                 await unless_cancelled(cancel, timer)
-    receipt = record(ctx, rt, sub, DeliveryState.FAILED, keep_in_object=keep_in_object, at=at,
+    receipt = record(ctx, rt, sub, DeliveryState.FAILED, at=at,
                      kind=kind, attempts=attempts,
                      last_error=last_error, provider_status=last_status, message_id=mid,
                      history=history)

@@ -26,7 +26,6 @@ from gateway.durable._input import checked_subscription, describe
 from gateway.durable._receipts import record, record_receipt
 from gateway.durable._services import (
     CLAIM_PROMISE,
-    FINAL_RECEIPT_PROMISE,
     workflow,
 )
 from gateway.durable._untrusted import STANDING_STATE, standing_fingerprint, untrusted_problem
@@ -51,12 +50,9 @@ async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notifie
         await _reject(ctx, rt, body.root.text if isinstance(body.root, Unreadable) else "",
                       exc.message)
         raise
-    if isinstance(raw, dict) and list(raw) == ["cancelled"]:
-        # a task's own subscriber cancelled before the task finished: this invocation holds
-        # its idempotency key, so the task's own start of it finds this one and sends nothing
-        return Notified(NotifyAck(subscription_id=str(raw["cancelled"]),
-                                  state=DeliveryState.CANCELLED))
     from_ingress = _INGRESS_PATH in ctx.request().headers
+    if isinstance(raw, dict) and list(raw) == ["cancelled"] and not from_ingress:
+        return await _hold_cancelled(ctx, raw["cancelled"])
     try:
         # sent by the gateway's own handlers, it was checked and identified where it came in
         # (run, subscribe, add_subscribers): only what reaches the ingress is parsed and
@@ -84,14 +80,12 @@ async def on_notify(ctx: WorkflowSharedContext, body: SubscriberBody) -> Notifie
         return Notified(NotifyAck(task_id=ctx.key(), subscription_id=sub.id,
                                   state=DeliveryState.WAITING))
     except Cancelled:  # the subscription's cancel (see gateway.durable._cancel)
-        receipt = await _settle_cancelled(ctx, rt, sub)
+        receipt = await _cancelled(ctx, rt, sub)
     except TerminalError as exc:
         if not is_cancellation(exc):
             raise
         # its invocation cancelled by an operator: nothing more is sent
-        receipt = await _settle_cancelled(ctx, rt, sub)
-    else:
-        _settle(ctx, receipt)
+        receipt = await _cancelled(ctx, rt, sub)
     _trace.finish_notify(span, receipt)
     return Notified(DeliveryReceipt.model_validate(receipt))
 
@@ -116,6 +110,8 @@ async def _refuse_untrusted(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscr
         if standing_fingerprint(sub) in standing:
             return
     raise TerminalError(f"subscriber refused: {problem}", 403)
+
+
 async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: str) -> None:
     """Record a refused subscriber where ``status`` reads receipts: sent with ``/send``, its
     sender has had a 202 and would never hear of the refusal otherwise."""
@@ -128,32 +124,27 @@ async def _reject(ctx: WorkflowSharedContext, rt: Runtime, raw: object, reason: 
 _INGRESS_PATH = "x-restate-ingress-path"
 
 
-def _settle(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> None:
-    """Keep a subscription's final receipt (FINAL_RECEIPT_PROMISE). Journaled when made; not
-    awaited, so the invocation ends without another round trip. If one was kept before (the
-    subscriber started twice by hand, without its idempotency key), the first stays."""
-    ctx.promise(FINAL_RECEIPT_PROMISE + receipt["subscription_id"], type_hint=dict).resolve(
-        receipt)
-
-
-async def _settle_cancelled(ctx: WorkflowSharedContext, rt: Runtime,
-                            sub: Subscription) -> dict[str, Any]:
-    """Keep a cancelled receipt, unless ``cancel`` kept one first; the one kept."""
-    receipt = record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
-        mode="json")
-    return await settle_once(ctx, receipt)
-
-
-async def settle_once(ctx: WorkflowSharedContext, receipt: dict[str, Any]) -> dict[str, Any]:
-    """Resolve FINAL_RECEIPT_PROMISE with ``receipt`` unless it is resolved; what it holds."""
-    final = ctx.promise(FINAL_RECEIPT_PROMISE + receipt["subscription_id"], type_hint=dict)
+async def _hold_cancelled(ctx: WorkflowSharedContext, raw: object) -> Notified:
+    """Sent by ``cancel`` before the task's outcome is known (see gateway.durable._cancel):
+    claim the subscriber, so no start of it delivers and a later cancel attaches here; this
+    invocation holds its idempotency key too, so the task's own start of it finds this one
+    and sends nothing. Its answer: the cancelled receipt (or, claimed before, an ack: that
+    start sees the cancel and records it)."""
+    receipt = DeliveryReceipt.model_validate(raw)
     try:
-        await final.resolve(receipt)
-    except TerminalError:  # resolved before: that one stands
-        kept: dict[str, Any] = await final.value()
-        return kept
-    return receipt
+        await ctx.promise(CLAIM_PROMISE + receipt.subscription_id, type_hint=str).resolve(
+            ctx.request().id)
+    except TerminalError:
+        return Notified(NotifyAck(task_id=ctx.key(), subscription_id=receipt.subscription_id,
+                                  state=DeliveryState.CANCELLED))
+    return Notified(receipt)
 
+
+async def _cancelled(ctx: WorkflowSharedContext, rt: Runtime,
+                     sub: Subscription) -> dict[str, Any]:
+    """Record the subscription cancelled: nothing more is sent."""
+    return record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time()).model_dump(
+        mode="json")
 
 
 async def later_headers(ctx: WorkflowSharedContext) -> dict[str, str]:

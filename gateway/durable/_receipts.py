@@ -1,5 +1,6 @@
-"""Receipts: the virtual object ``TaskDeliveries`` keyed by task id (shared workflow handlers
-cannot write workflow state), and how a handler records one.
+"""Receipts: the virtual object ``TaskDeliveries`` keyed by task id, the one store of every
+receipt of a task's subscriptions (shared workflow handlers cannot write workflow state), and
+how a handler records one: a one-way call, so a delivery waits for no round trip.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def waiting_receipt(rt: Runtime, sub: Subscription, at: float) -> DeliveryReceip
 
 
 def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: DeliveryState, *,
-           at: float, keep_in_object: bool = False, kind: str = "result", attempts: int = 0,
+           at: float, kind: str = "result", attempts: int = 0,
            channel_used: str | None = None, last_error: str | None = None,
            provider_status: int | None = None, message_id: str | None = None,
            delivered_at: float | None = None, next_attempt_at: float | None = None,
@@ -68,9 +69,7 @@ def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: De
         failed = FailedDelivery(receipt=receipt, subscription=sub.model_copy(
             update={"from_task": False}))
         ctx.object_send(record_failure, key=ctx.key(), arg=failed)
-    elif keep_in_object or not state.final or kind == "still_running":
-        # a final receipt is kept by the delivery's FINAL_RECEIPT_PROMISE (see on_notify):
-        # one journal entry, no receipts invocation; a redrive's, made after it, is kept here
+    else:
         # no traceparent: restate-server starts a linked trace for a send whatever it
         # carries, the receipts make no spans, and headers are part of the journal an
         # on_notify waiting out a retry across an upgrade replays (see gateway._trace)
@@ -83,7 +82,10 @@ def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: De
 _RECEIPT = "r:"
 
 
-@deliveries.handler(name="record")
+# lazy state: one read of the subscription's receipt, not every receipt of the task (a task
+# with a thousand subscribers records a thousand receipts)
+# private, as every writer here: only the gateway's own handlers say what a receipt is
+@deliveries.handler(name="record", ingress_private=True, enable_lazy_state=True)
 async def record_receipt(ctx: ObjectContext, new: DeliveryReceipt) -> None:
     """Store the newest receipt of a subscription (a final state is never overwritten by an
     earlier, non-final one of the same message kind)."""
@@ -110,7 +112,7 @@ class FailedDelivery(BaseModel):
 
 
 # private: only the gateway's own handlers say what a redrive may send
-@deliveries.handler(name="record_failure", ingress_private=True)
+@deliveries.handler(name="record_failure", ingress_private=True, enable_lazy_state=True)
 async def record_failure(ctx: ObjectContext, failed: FailedDelivery) -> None:
     """Store a failed delivery's receipt, and its subscription for a redrive."""
     await record_receipt(ctx, failed.receipt)
@@ -133,7 +135,7 @@ def store_receipt(ctx: ObjectContext, receipt: DeliveryReceipt) -> None:
     ctx.set(_RECEIPT + receipt.subscription_id, receipt.model_dump(mode="json"))
 
 
-@deliveries.handler(name="claim")
+@deliveries.handler(name="claim", ingress_private=True)
 async def claim_receipts(ctx: ObjectContext, receipts: Receipts) -> list[str]:
     """Record the waiting receipts of subscriptions the task has no receipt of; their ids
     (one at a time per task: two repeats at once cannot both add the same subscriber)."""
@@ -144,6 +146,13 @@ async def claim_receipts(ctx: ObjectContext, receipts: Receipts) -> list[str]:
             ctx.set(key, receipt.model_dump(mode="json", exclude_none=True))
             claimed.append(receipt.subscription_id)
     return claimed
+
+
+@deliveries.handler(name="receipt", kind="shared")
+async def receipt_of(ctx: ObjectSharedContext, subscription_id: str) -> Receipts:
+    """The receipt of one subscription of the task: none, or one."""
+    raw = await ctx.get(_RECEIPT + subscription_id, type_hint=dict)
+    return Receipts.model_validate([raw] if raw else [])
 
 
 @deliveries.handler(name="list", kind="shared")

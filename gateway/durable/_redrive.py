@@ -81,17 +81,14 @@ async def redeliver(ctx: WorkflowSharedContext, order: RedriveOrder) -> Delivery
             if is_cancellation(exc):
                 raise
             view = await task_view(ctx, rt.redact(exc.message))
-            receipt = await deliver(ctx, rt, sub, "failure", view, prior=order.prior,
-                                    keep_in_object=True)
+            receipt = await deliver(ctx, rt, sub, "failure", view, prior=order.prior)
         else:
             view = TaskView(task_id=result.task_id, agent=result.agent, prompt=result.prompt,
                             labels=result.labels, output=result.output,
                             completed_at=result.completed_at)
-            receipt = await deliver(ctx, rt, sub, "result", view, prior=order.prior,
-                                    keep_in_object=True)
+            receipt = await deliver(ctx, rt, sub, "result", view, prior=order.prior)
     except TerminalError as exc:
         if not is_cancellation(exc):
             raise
-        return record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time(),
-                      keep_in_object=True)
+        return record(ctx, rt, sub, DeliveryState.CANCELLED, at=await ctx.time())
     return DeliveryReceipt.model_validate(receipt)

@@ -1,7 +1,7 @@
 """The Restate services of the gateway (the workflow ``AsyncNotificationsAgent`` and the
-receipts object ``TaskDeliveries``), their retry policy for a failed handler attempt, and the
-names of the durable promises and state they share. Handlers are defined in the modules
-that import these.
+receipts object ``TaskDeliveries``, the one store of every receipt), their retry policy for
+a failed handler attempt, and the names of the durable promises and state they share.
+Handlers are defined in the modules that import these.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ from restate import (
 log = restate.getLogger("gateway.workflow")  # type: ignore[no-untyped-call]  # SDK: untyped
 
 RESULT_PROMISE = "result"
-#: + subscription id: the last receipt of one of the task's own subscribers, kept in the
-#: task's workflow as a durable promise (a shared handler may complete one): one write, and
-#: no receipts invocation per delivery. The receipts object keeps the ones before it
-#: (retrying, still running) and every receipt of a subscriber added later
-FINAL_RECEIPT_PROMISE = "receipt:"
-#: + subscription id: resolved by the first start of a subscriber that is not one of the
-#: task's own (the seed's ``on_notify`` through the ingress, ``subscribe``, a repeat submit):
-#: the one that resolves it delivers, any other start of the same subscriber answers at once
+#: + subscription id: resolved by the first start of a subscriber (the task's own start of
+#: it, the seed's ``on_notify`` through the ingress, ``subscribe``, a repeat submit) with its
+#: invocation id: that one delivers, and its answer is the subscription's final receipt (what
+#: a cancel attaches to); any other start of the same subscriber answers at once
 CLAIM_PROMISE = "claim:"
+#: the task's state: the ids of the subscribers it took with it (run's, not added later)
+OWN_SUBSCRIBERS_STATE = "own_subscribers"
 RETENTION = timedelta(days=30)
 
 #: How Restate retries a handler attempt that failed (the gateway process died, a deploy):

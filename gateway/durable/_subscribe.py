@@ -22,6 +22,7 @@ from gateway.durable._input import checked_subscription
 from gateway.durable._notify import later_headers, on_notify
 from gateway.durable._receipts import Receipts, claim_receipts, waiting_receipt
 from gateway.durable._services import (
+    OWN_SUBSCRIBERS_STATE,
     workflow,
 )
 from gateway.durable.runtime import Runtime, current_runtime
@@ -89,9 +90,9 @@ async def _own_subscription_ids(ctx: WorkflowSharedContext) -> set[str]:
     """The ids of the subscribers the task took with it (waiting, bounded, until its run has
     journaled them: a repeat can come right after the first submit)."""
     for _ in range(_ACCEPT_POLLS):
-        own = await ctx.get("subscriptions", type_hint=list)
+        own = await ctx.get(OWN_SUBSCRIBERS_STATE, type_hint=list[str])
         if own is not None:
-            return {str(r["subscription_id"]) for r in own}
+            return set(own)
         if await ctx.get("state", type_hint=str) == TaskState.FAILED.value:
             return set()  # an invalid task: it took none
         await ctx.sleep(_ACCEPT_POLL, name="task accepted?")

@@ -27,8 +27,9 @@ from gateway.durable import _task_log
 from gateway.durable._bodies import BodySerde, RunOutcome, SubscriberBody, TaskBody, TaskFailed
 from gateway.durable._input import checked_subscription, describe
 from gateway.durable._notify import on_notify
-from gateway.durable._receipts import waiting_receipt
+from gateway.durable._receipts import Receipts, claim_receipts, waiting_receipt
 from gateway.durable._services import (
+    OWN_SUBSCRIBERS_STATE,
     RESULT_PROMISE,
     RETENTION,
     log,
@@ -110,9 +111,11 @@ async def run(ctx: WorkflowContext, body: TaskBody) -> RunOutcome:
     if routed:  # what on_notify accepts although the body did not come from the YAML file
         ctx.set(STANDING_STATE, [standing_fingerprint(Subscription.model_validate(raw))
                                  for raw in routed])
-    # their "waiting" receipts are part of the task's state: one write, not one per subscriber
-    ctx.set("subscriptions", [waiting_receipt(rt, sub, submitted_at).model_dump(
-        mode="json", exclude_none=True) for sub in chosen.values()])
+    # their "waiting" receipts: one one-way call for all of them, before any is started
+    if chosen:
+        ctx.object_send(claim_receipts, key=task_id, arg=Receipts(
+            [waiting_receipt(rt, sub, submitted_at) for sub in chosen.values()]))
+    ctx.set(OWN_SUBSCRIBERS_STATE, list(chosen))  # what a repeat submit need not add again
     record_task(ctx, task_id, submitted_at, task.agent, task.labels,
                 [s.channel for s in chosen.values()])  # the task index: one one-way call
     _task_log.task_accepted(task.agent, len(chosen), len(routed))

@@ -5,8 +5,8 @@ the agent durably and resolves the durable promise ``result`` (rejects it on fai
 ``on_notify`` (shared, any number, any time) awaits the promise - suspended, at no cost -
 renders the message and delivers it: every attempt is a journaled step, waits between
 attempts are durable timers, and a channel that gives up hands over to the next fallback.
-Receipts go to the virtual object ``TaskDeliveries`` keyed by task id, because shared
-workflow handlers cannot write workflow state.
+Every receipt of a subscription goes to one store, the virtual object ``TaskDeliveries``
+keyed by task id, because shared workflow handlers cannot write workflow state.
 
 Where each part lives:
 

@@ -61,7 +61,7 @@ EXPORTED = {
     "gateway.local": [
         "DEMO_WEBHOOK_SECRET", "ApiServeOptions", "LocalEngine", "Mailbox", "ReceivedWebhook",
         "ServeOptions", "WebhookReceiver", "find_server_binary", "free_port", "port_in_use",
-        "register_deployment", "run_demo", "serve_gateway",
+        "register_deployment", "run_demo", "run_serving", "serve_gateway",
     ],
     "gateway.cli": ["main"],
 }

@@ -3,7 +3,6 @@ containers and clusters) and ``register``."""
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -120,7 +119,7 @@ def up(
     mailbox (`gateway mail`)."""
     from gateway.cli._console_key import with_console_key
     from gateway.durable import runtime_from_config
-    from gateway.local import LocalEngine, ServeOptions, serve_gateway
+    from gateway.local import LocalEngine, ServeOptions, run_serving, serve_gateway
     from gateway.observability import setup_observability
 
     _check_ingress_urls(restate_ingress_url)
@@ -155,7 +154,7 @@ def up(
     mailboxes: list[MailCatcher] = []
     try:
         mailboxes = start_mailboxes(runtime, mail_dir, out)
-        asyncio.run(serve_gateway(runtime, options, on_ready=ready, on_reload=reload))
+        run_serving(serve_gateway(runtime, options, on_ready=ready, on_reload=reload))
     finally:
         for mailbox in mailboxes:
             mailbox.stop()
@@ -197,7 +196,7 @@ def serve(
     engine): for containers and clusters."""
     from gateway.api import parse_identity_keys
     from gateway.durable import runtime_from_config
-    from gateway.local import ServeOptions, serve_gateway
+    from gateway.local import ServeOptions, run_serving, serve_gateway
     from gateway.observability import setup_observability
 
     try:  # a placeholder or a typo: one line saying what to set, before anything starts
@@ -222,7 +221,7 @@ def serve(
             err.print(f"serving the API on {host}:{api_port} (Restate ingress "
                       f"{restate_ingress_url})")
 
-    asyncio.run(serve_gateway(runtime, options, on_reload=reload, on_ready=ready))
+    run_serving(serve_gateway(runtime, options, on_reload=reload, on_ready=ready))
 
 
 def register(

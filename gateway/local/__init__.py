@@ -13,6 +13,7 @@ if TYPE_CHECKING:
         port_in_use,
         register_deployment,
     )
+    from gateway.local.event_loop import run_serving
     from gateway.local.ports import free_port
     from gateway.local.security_warnings import DEMO_WEBHOOK_SECRET
     from gateway.local.server import ApiServeOptions, ServeOptions, serve_gateway
@@ -31,11 +32,12 @@ __all__ = [
     "port_in_use",
     "register_deployment",
     "run_demo",
+    "run_serving",
     "serve_gateway",
 ]
 
 _WHERE = {
-    "run_demo": "demo",
+    "run_demo": "demo", "run_serving": "event_loop",
     "LocalEngine": "engine", "find_server_binary": "engine", "register_deployment": "engine",
     "free_port": "ports", "port_in_use": "engine",
     "DEMO_WEBHOOK_SECRET": "security_warnings",

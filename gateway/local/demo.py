@@ -24,6 +24,7 @@ from rich.markup import escape
 from gateway.core import RetryPolicy, Subscription, TaskRequest
 from gateway.durable import GatewayClient, build_runtime
 from gateway.local.engine import LocalEngine, port_in_use
+from gateway.local.event_loop import run_serving
 from gateway.local.ports import free_port
 from gateway.local.security_warnings import DEMO_WEBHOOK_SECRET
 from gateway.local.server import ServeOptions, serve_gateway
@@ -93,7 +94,7 @@ def run_demo(out: Console, *, timeout: float = 60.0) -> int:
                      "is running") + ") ...")
         engine.start()
         options.register_with = engine.admin_url
-        return asyncio.run(_drive(out, runtime, options, engine, mailbox, receiver, arrived,
+        return run_serving(_drive(out, runtime, options, engine, mailbox, receiver, arrived,
                                   timeout, kept=base is None))
     finally:
         receiver.stop()

@@ -61,6 +61,9 @@ def test_status_answers_what_the_one_store_holds(
     assert {d.channel for d in done.deliveries} == {"email", "webhook"}
     stored = _stored(restate_server, task_id)
     assert [DeliveryReceipt.model_validate(r) for r in stored] == done.deliveries
+    # each shows when it was subscribed, not when its last receipt was recorded
+    mine = next(d for d in done.deliveries if d.channel == "email")
+    assert mine.created_at == done.submitted_at < mine.updated_at
     assert mailbox.wait_for_recipient(own, 1, timeout=10)
 
 

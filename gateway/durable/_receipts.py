@@ -79,24 +79,40 @@ def record(ctx: WorkflowSharedContext, rt: Runtime, sub: Subscription, state: De
 
 # --- receipts ------------------------------------------------------------------------------
 
+#: + subscription id: its newest receipt
 _RECEIPT = "r:"
+#: + subscription id: when it was subscribed (its waiting receipt's time): what every later
+#: receipt of it shows as ``created_at``
+_CREATED = "c:"
 
 
-# lazy state: one read of the subscription's receipt, not every receipt of the task (a task
-# with a thousand subscribers records a thousand receipts)
+# a blind write, no read: a task with a thousand subscribers records a thousand receipts one
+# at a time, and a read would be one more round trip each (lazy state: none is sent either).
+# Nothing older can overwrite a newer receipt: the receipts of one subscription come from
+# the one invocation that claimed it, in the order it sent them (see CLAIM_PROMISE); a
+# waiting one from ``run`` or a repeat only where there is none (``claim``); ``cancel``
+# records "cancelled" only before the outcome, when no delivery has begun; a redrive only
+# after "failed", the last receipt of the delivery it repeats.
 # private, as every writer here: only the gateway's own handlers say what a receipt is
 @deliveries.handler(name="record", ingress_private=True, enable_lazy_state=True)
 async def record_receipt(ctx: ObjectContext, new: DeliveryReceipt) -> None:
-    """Store the newest receipt of a subscription (a final state is never overwritten by an
-    earlier, non-final one of the same message kind)."""
-    key = _RECEIPT + new.subscription_id
-    old_raw = await ctx.get(key, type_hint=dict)
-    if old_raw:
-        old = DeliveryReceipt.model_validate(old_raw)
-        if old.state.final and not new.state.final and old.kind == new.kind:
-            return
-        new = new.model_copy(update={"created_at": old.created_at})
-    ctx.set(key, new.model_dump(mode="json"))
+    """Store the newest receipt of a subscription."""
+    ctx.set(_RECEIPT + new.subscription_id, new.model_dump(mode="json"))
+    if new.state is DeliveryState.WAITING:
+        ctx.set(_CREATED + new.subscription_id, new.created_at)
+
+
+def _created(raw: dict[str, Any], created: float | None) -> dict[str, Any]:
+    """A stored receipt with the time its subscription was made."""
+    return raw if created is None else {**raw, "created_at": created}
+
+
+async def _stored(ctx: ObjectContext | ObjectSharedContext,
+                  subscription_id: str) -> dict[str, Any] | None:
+    raw = await ctx.get(_RECEIPT + subscription_id, type_hint=dict)
+    if not raw:
+        return None
+    return _created(raw, await ctx.get(_CREATED + subscription_id, type_hint=float))
 
 
 #: + subscription id: a failed subscription, as ``on_notify`` had it (its options may hold a
@@ -127,7 +143,7 @@ async def failed_subscription(ctx: ObjectContext, subscription_id: str) -> Subsc
 
 
 async def stored_receipt(ctx: ObjectContext, subscription_id: str) -> DeliveryReceipt | None:
-    raw = await ctx.get(_RECEIPT + subscription_id, type_hint=dict)
+    raw = await _stored(ctx, subscription_id)
     return DeliveryReceipt.model_validate(raw) if raw else None
 
 
@@ -144,6 +160,7 @@ async def claim_receipts(ctx: ObjectContext, receipts: Receipts) -> list[str]:
         key = _RECEIPT + receipt.subscription_id
         if await ctx.get(key, type_hint=dict) is None:
             ctx.set(key, receipt.model_dump(mode="json", exclude_none=True))
+            ctx.set(_CREATED + receipt.subscription_id, receipt.created_at)
             claimed.append(receipt.subscription_id)
     return claimed
 
@@ -151,7 +168,7 @@ async def claim_receipts(ctx: ObjectContext, receipts: Receipts) -> list[str]:
 @deliveries.handler(name="receipt", kind="shared")
 async def receipt_of(ctx: ObjectSharedContext, subscription_id: str) -> Receipts:
     """The receipt of one subscription of the task: none, or one."""
-    raw = await ctx.get(_RECEIPT + subscription_id, type_hint=dict)
+    raw = await _stored(ctx, subscription_id)
     return Receipts.model_validate([raw] if raw else [])
 
 
@@ -161,7 +178,7 @@ async def list_receipts(ctx: ObjectSharedContext) -> Receipts:
     out: list[dict[str, Any]] = []
     for key in await ctx.state_keys():
         if key.startswith(_RECEIPT):
-            value = await ctx.get(key, type_hint=dict)
+            value = await _stored(ctx, key.removeprefix(_RECEIPT))
             if value:
                 out.append(value)
     out.sort(key=lambda r: (r["created_at"], r["subscription_id"]))

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from gateway.api import RestateLink
-from gateway.core import DeliveryReceipt, DeliveryState, Subscription, TaskRequest
+from gateway.core import DeliveryReceipt, DeliveryState, Subscription, TaskRequest, TaskStatus
 from gateway.durable import GatewayClient
 from gateway.local import LocalEngine, Mailbox, WebhookReceiver
 
@@ -41,6 +41,13 @@ def _cancel(engine: LocalEngine, task_id: str, seen: DeliveryReceipt) -> Deliver
         finally:
             await link.aclose()
     return asyncio.run(go())
+
+
+def _one_delivered(client: GatewayClient, prefix: str, to: str) -> tuple[str, TaskStatus]:
+    """A task with one subscriber, run to the end: its id and its status."""
+    task_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    client.submit(task_id, TaskRequest(prompt="Hello", subscriptions=[Subscription.parse(to)]))
+    return task_id, client.wait(task_id, timeout=30)
 
 
 def test_status_answers_what_the_one_store_holds(
@@ -104,10 +111,7 @@ def test_a_cancel_before_the_outcome_holds_and_a_second_one_is_answered_at_once(
 def test_a_cancel_of_a_subscription_the_task_does_not_have_is_refused(
     gateway: str, client: GatewayClient, restate_server: LocalEngine,
 ) -> None:
-    task_id = f"store-none-{uuid.uuid4().hex[:10]}"
-    client.submit(task_id, TaskRequest(prompt="Hello",
-                                       subscriptions=[Subscription.parse("a@example.com")]))
-    done = client.wait(task_id, timeout=30)
+    task_id, done = _one_delivered(client, "store-none", "a@example.com")
     forged = done.deliveries[0].model_copy(update={"subscription_id": "s_forged0000000000",
                                                    "state": DeliveryState.WAITING})
     url = f"{restate_server.ingress_url}/AsyncNotificationsAgent/{task_id}/cancel"
@@ -122,10 +126,7 @@ def test_a_cancel_of_a_subscription_the_task_does_not_have_is_refused(
 def test_only_the_gateway_writes_receipts(
     gateway: str, client: GatewayClient, restate_server: LocalEngine,
 ) -> None:
-    task_id = f"store-forge-{uuid.uuid4().hex[:10]}"
-    client.submit(task_id, TaskRequest(prompt="Hello",
-                                       subscriptions=[Subscription.parse("b@example.com")]))
-    done = client.wait(task_id, timeout=30)
+    task_id, done = _one_delivered(client, "store-forge", "b@example.com")
     real = done.deliveries[0]
     forged = real.model_copy(update={"state": DeliveryState.FAILED, "last_error": "forged"})
     base = f"{restate_server.ingress_url}/TaskDeliveries/{task_id}"

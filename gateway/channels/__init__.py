@@ -15,6 +15,7 @@ from gateway.channels._egress import (
 )
 from gateway.channels._formats import format_problem
 from gateway.channels._http_status import http_failure, parse_retry_after
+from gateway.channels._post import PostClient, PostResponse, PostTransportError
 from gateway.channels._registry import (
     ENTRY_POINT_GROUP,
     ChannelInstance,
@@ -58,6 +59,9 @@ __all__ = [
     "MessageKind",
     "NoOptions",
     "PermanentDeliveryError",
+    "PostClient",
+    "PostResponse",
+    "PostTransportError",
     "Renderer",
     "SendReceipt",
     "TaskView",

@@ -17,7 +17,13 @@ unspecified and multicast ranges (the egress guard's classification) unless the 
 private targets in the YAML file (``allow_private_targets: true``, as a channel setting or this
 option): IP literals when the subscription is made, resolved addresses at send time; the
 request then goes to the checked address (TLS still verifies the host name), so DNS cannot swap
-in another one in between. The egress guard checks the connection again.
+in another one in between. The egress guard checks the connection again where the event loop
+connects through Python's sockets (asyncio's loop; uvloop connects in libuv).
+
+Requests go over keep-alive HTTP/1.1 through the gateway's lean POST client
+(``gateway.channels.PostClient``: httpx with httpcore, anyio and h11 under it was the largest
+part of the gateway's CPU under a burst), at most ``MAX_IN_FLIGHT`` at once per process; redirects are not followed
+and no HTTP proxy is used.
 
 Responses: 2xx delivered; 408, 425, 429 and 5xx transient (``Retry-After`` in seconds or as an
 HTTP date becomes ``retry_after``); 3xx (never followed) and other 4xx permanent; time-outs,
@@ -31,10 +37,8 @@ import ipaddress
 import json
 import re
 import socket
-import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -48,6 +52,9 @@ from gateway.channels import (
     Channel,
     Message,
     PermanentDeliveryError,
+    PostClient,
+    PostResponse,
+    PostTransportError,
     SendReceipt,
     TransientDeliveryError,
     classify_address,
@@ -66,10 +73,8 @@ __all__ = [
     "webhook_body",
 ]
 
-#: requests in flight at once per process (and the pools' connections); more wait their turn
+#: requests in flight at once per process (and idle connections kept); more wait their turn
 MAX_IN_FLIGHT = 64
-#: connections per lane (one HTTP client each): see WebhookChannel._lane
-LANE_SIZE = 8
 _RESERVED_HEADERS = frozenset(
     {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
      "host", "transfer-encoding"}
@@ -183,14 +188,6 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return None
 
 
-@dataclass
-class _Lane:
-    """One HTTP client and how many requests it has in flight."""
-
-    client: httpx.AsyncClient
-    busy: int = 0
-
-
 class WebhookChannel(Channel[WebhookOptions]):
     """Signed JSON POST to an http(s) URL (``webhook:https://example.com/hooks/agent``)."""
 
@@ -202,7 +199,7 @@ class WebhookChannel(Channel[WebhookOptions]):
     subscriber_options: ClassVar[frozenset[str]] = frozenset({"secret", "timeout"})
 
     def __init__(self) -> None:
-        self._lanes: list[_Lane] = []
+        self._client: PostClient | None = None
         self._in_flight: asyncio.Semaphore | None = None
 
     # -- target --------------------------------------------------------------------------
@@ -266,28 +263,14 @@ class WebhookChannel(Channel[WebhookOptions]):
             self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         return self._in_flight
 
-    def _lane(self) -> _Lane:
-        """The least busy lane. httpcore's pool checks every connection it holds on each
-        request, and compares each idle one with all the others (quadratic): over one pool of
-        64 connections that was an eighth of the gateway's CPU under a burst (py-spy); lanes
-        of LANE_SIZE connections keep the same requests in flight at a fraction of it."""
-        if not self._lanes:
-            # one TLS context for every lane: loading the CA bundle takes about 0.1 s of CPU,
-            # once per client otherwise, all of it in the first delivery's latency
-            tls = httpx.create_ssl_context()
-            self._lanes = [_Lane(self._new_client(tls))
-                           for _ in range(MAX_IN_FLIGHT // LANE_SIZE)]
-        return min(self._lanes, key=lambda lane: lane.busy)
-
-    @staticmethod
-    def _new_client(tls: ssl.SSLContext) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            verify=tls,
-            limits=httpx.Limits(max_connections=LANE_SIZE, max_keepalive_connections=LANE_SIZE),
-            timeout=httpx.Timeout(10.0, pool=60.0),
-            follow_redirects=False,
-            headers={"user-agent": _USER_AGENT},
-        )
+    def _post_client(self) -> PostClient:
+        """The channel's one client (made on first use, in the loop that delivers), with
+        MAX_IN_FLIGHT idle connections at most."""
+        if self._client is None:
+            # the CA bundle httpx verifies with (certifi), loaded once: about 0.1 s of CPU
+            self._client = PostClient(ssl_context=httpx.create_ssl_context(),
+                                      idle=MAX_IN_FLIGHT, user_agent=_USER_AGENT)
+        return self._client
 
     async def _resolve(
         self, host: str, port: int
@@ -295,18 +278,16 @@ class WebhookChannel(Channel[WebhookOptions]):
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
-    async def _pinned_url(
-        self, url: httpx.URL, what: str
-    ) -> tuple[httpx.URL, dict[str, Any]]:
-        """``url`` with its host replaced by a checked public address, and the request
-        extensions that keep TLS verifying the original host name."""
+    async def _checked_address(self, url: httpx.URL, what: str) -> str | None:
+        """A public address of ``url``'s host, resolved and checked, to connect to instead of
+        the name (TLS still verifies the name); None when the host is an IP literal."""
         host = url.host
         ip = _ip_literal(host)
         if ip is not None:
             why = check_address(ip)
             if why is not None:
                 raise PermanentDeliveryError(f"{what}: {ip} is a {why} address; refused")
-            return url, {}
+            return None
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             addresses = await self._resolve(host, port)
@@ -321,8 +302,7 @@ class WebhookChannel(Channel[WebhookOptions]):
                 )
         if not addresses:
             raise TransientDeliveryError(f"{what}: {host} resolves to no address")
-        extensions = {"sni_hostname": host} if url.scheme == "https" else {}
-        return url.copy_with(host=str(addresses[0])), extensions
+        return str(addresses[0])
 
     async def send(self, message: Message, options: WebhookOptions) -> SendReceipt:
         what = f"webhook to {self.redact_target(message.target)}"
@@ -332,55 +312,49 @@ class WebhookChannel(Channel[WebhookOptions]):
             raise PermanentDeliveryError(f"webhook: {exc}") from None
         body = webhook_body(message)
         timestamp = int(time.time())
-        headers = {
-            **options.headers,
-            "content-type": "application/json",
-            "webhook-id": message.id,
-            "webhook-timestamp": str(timestamp),
-        }
+        headers = [
+            *options.headers.items(),
+            ("content-type", "application/json"),
+            ("webhook-id", message.id),
+            ("webhook-timestamp", str(timestamp)),
+        ]
         keys = options.keys
         if keys:
-            headers["webhook-signature"] = sign(message.id, timestamp, body, keys)
+            headers.append(("webhook-signature", sign(message.id, timestamp, body, keys)))
         url = httpx.URL(target)
-        headers["host"] = url.netloc.decode("ascii")
         # the whole send, from here, ends a little before the attempt timeout: this error
         # (not the core's cutoff) says what happened
         limit = message.send_timeout
         try:
             async with asyncio.timeout(limit):
-                response = await self._post(url, body, headers, options, what, limit)
-        except (TimeoutError, httpx.TimeoutException):
+                response = await self._post(url, body, headers, options, what)
+        except TimeoutError:
             raise TransientDeliveryError(
                 f"{what}: timed out after {limit:g}s (attempt timeout {message.time_limit:g}s)"
             ) from None
-        except httpx.TransportError as exc:
+        except PostTransportError as exc:
             raise TransientDeliveryError(f"{what}: {type(exc).__name__}: {exc}") from None
         return _receipt(response, what)
 
-    async def _post(self, url: httpx.URL, body: bytes, headers: dict[str, str],
-                    options: WebhookOptions, what: str, limit: float) -> httpx.Response:
-        extensions: dict[str, Any] = {}
-        if not _private_allowed(options):
-            url, extensions = await self._pinned_url(url, what)
-        timeout = httpx.Timeout(limit, pool=max(60.0, limit))
+    async def _post(self, url: httpx.URL, body: bytes, headers: list[tuple[str, str]],
+                    options: WebhookOptions, what: str) -> PostResponse:
+        address = None if _private_allowed(options) else await self._checked_address(url, what)
+        port = url.port or (443 if url.scheme == "https" else 80)
         async with self._slots():
-            lane = self._lane()  # under the cap, a lane always has a free connection
-            lane.busy += 1
-            try:
-                return await lane.client.post(url, content=body, headers=headers,
-                                              timeout=timeout, extensions=extensions)
-            finally:
-                lane.busy -= 1
+            return await self._post_client().post(
+                scheme=url.scheme, host=url.host, port=port,
+                target=url.raw_path.decode("ascii"), host_header=url.netloc.decode("ascii"),
+                headers=headers, body=body, connect_to=address)
 
     async def aclose(self) -> None:
-        lanes, self._lanes = self._lanes, []
-        for lane in lanes:
-            await lane.client.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
 
-def _receipt(response: httpx.Response, what: str) -> SendReceipt:
-    status = response.status_code
-    said = f"HTTP {status} {response.reason_phrase}".strip()
+def _receipt(response: PostResponse, what: str) -> SendReceipt:
+    status = response.status
+    said = f"HTTP {status} {response.reason}".strip()
     if 200 <= status < 300:
         return SendReceipt(provider_status=status, detail=said)
     if 300 <= status < 400:

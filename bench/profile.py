@@ -21,7 +21,8 @@ PARTS: dict[str, tuple[str, ...]] = {
     "HTTP server": ("hypercorn/", "h2/", "hpack/", "hyperframe/", "priority/", "h11/",
                     "granian/", "gateway/local/endpoint"),
     "Restate SDK": ("restate/",),
-    "outbound HTTP client": ("httpx/", "httpcore/", "anyio/", "standardwebhooks/"),
+    "outbound HTTP client": ("httpx/", "httpcore/", "anyio/", "standardwebhooks/",
+                             "gateway/channels/_post"),
     "our handlers": ("gateway/", "gateway_channel_"),
 }
 #: the entry point's frames (the command, the serving loop): below every sample, no part

@@ -359,3 +359,22 @@ def test_tls_verifies_the_host_name_at_the_address_it_connects_to(
         assert (got.status, again.status, server.connections) == (200, 200, 1)
         assert b"\r\nHost: hooks.example.test:" in server.requests[0][0]
     run(main())
+
+
+def test_a_burst_shares_at_most_as_many_connections_as_were_in_flight(run: Any) -> None:
+    async def main() -> None:
+        async with Server() as server:
+            client = new_client(idle=16)
+            gate = asyncio.Semaphore(16)  # what the webhook channel's MAX_IN_FLIGHT does
+
+            async def one(i: int) -> int:
+                async with gate:
+                    return (await post(client, server, body=b'{"i":%d}' % i)).status
+
+            statuses = await asyncio.gather(*(one(i) for i in range(300)))
+            await client.aclose()
+        assert statuses == [200] * 300 and len(server.requests) == 300
+        assert server.connections <= 16
+        assert sorted(body for _, body in server.requests) == sorted(
+            b'{"i":%d}' % i for i in range(300))
+    run(main())

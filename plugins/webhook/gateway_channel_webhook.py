@@ -22,8 +22,8 @@ connects through Python's sockets (asyncio's loop; uvloop connects in libuv).
 
 Requests go over keep-alive HTTP/1.1 through the gateway's lean POST client
 (``gateway.channels.PostClient``: httpx with httpcore, anyio and h11 under it was the largest
-part of the gateway's CPU under a burst), at most ``MAX_IN_FLIGHT`` at once per process; redirects are not followed
-and no HTTP proxy is used.
+part of the gateway's CPU under a burst), at most ``MAX_IN_FLIGHT`` at once per process;
+redirects are not followed and no HTTP proxy is used.
 
 Responses: 2xx delivered; 408, 425, 429 and 5xx transient (``Retry-After`` in seconds or as an
 HTTP date becomes ``retry_after``); 3xx (never followed) and other 4xx permanent; time-outs,

@@ -27,6 +27,7 @@ without a full response or answered what is not HTTP/1.x.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections import OrderedDict
@@ -75,6 +76,8 @@ _NO_BODY = 0
 _LENGTH = 1
 _CHUNKED = 2
 _TRAILERS = 3
+#: a chunk's size: hex digits only (no sign, no 0x)
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class _Connection(asyncio.Protocol):
@@ -252,10 +255,9 @@ class _Connection(asyncio.Protocol):
                     return True
                 continue
             size_text = bytes(self._buffer[:end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise RemoteProtocolError(f"bad chunk size: {size_text[:40]!r}") from None
+            if not _HEX.fullmatch(size_text):
+                raise RemoteProtocolError(f"bad chunk size: {size_text[:40]!r}")
+            size = int(size_text, 16)
             del self._buffer[:end + 2]
             if size == 0:
                 self._mode = _TRAILERS

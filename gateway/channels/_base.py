@@ -20,7 +20,8 @@ A channel plugin is a class, named by an entry point in the group
   connects to (checked against the egress guard when subscribing);
 * ``template_kind`` / ``template_fields`` - the message format the channel wants: a built-in
   one, or its own fields with their default templates;
-* ``aclose()`` - release shared clients at shutdown.
+* ``aopen()`` - prepare, once the gateway serves, what the first delivery would otherwise
+  pay for (a library's lazy start-up); ``aclose()`` - release shared clients at shutdown.
 
 One instance of a plugin class serves every delivery of the process, so it keeps shared
 clients (one pooled HTTP client, not one per call).
@@ -135,6 +136,12 @@ class Channel(ABC, Generic[OptionsT]):
     @abstractmethod
     async def send(self, message: Message, options: OptionsT) -> SendReceipt:
         """Deliver ``message`` or raise a :class:`~gateway.core.errors.DeliveryError`."""
+
+    async def aopen(self) -> None:
+        """Prepare, off the event loop, what the first delivery would otherwise pay for (a
+        library loading its plugins), when the gateway starts serving. It runs beside the
+        first deliveries, which must not depend on it; a failure is logged and changes
+        nothing else. Default: nothing."""
 
     async def aclose(self) -> None:
         """Release shared resources (HTTP clients) at shutdown."""

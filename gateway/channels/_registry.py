@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata as md
+import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from gateway.channels._base import Channel
 from gateway.channels._egress import GuardedSender, egress_policy
 from gateway.channels._time_limit import attempt_limit, split_timeout
 from gateway.core import PluginError, RetryPolicy, SubscriptionError, Target, secret_values
+
+log = logging.getLogger("gateway.channels")
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -215,6 +218,19 @@ class Channels:
                 return inst.channel.validate_target(target.target, opts)
             except ValueError as exc:
                 raise SubscriptionError(f"channel {target.channel!r}: target: {exc}") from None
+
+    async def aopen(self) -> None:
+        """Let every channel prepare what its first delivery would pay for (see
+        ``Channel.aopen``); one that fails pays it at its first delivery instead."""
+        unique = {id(i.channel): i for i in self._instances.values()}
+        results = await asyncio.gather(*(i.channel.aopen() for i in unique.values()),
+                                       return_exceptions=True)
+        for inst, result in zip(unique.values(), results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("channel %s could not prepare itself (its first delivery will): %s",
+                            inst.name, type(result).__name__)
+            elif isinstance(result, BaseException):
+                raise result
 
     async def aclose(self) -> None:
         unique = {id(i.channel): i.channel for i in self._instances.values()}

@@ -37,6 +37,10 @@ class Runtime:
     #: None: the channels of the built-in named plugins, see gateway.channels.open_channels)
     open_channels: frozenset[str] | None = None
 
+    async def aopen(self) -> None:
+        """Let the channels prepare what their first delivery would pay for (serving only)."""
+        await self.channels.aopen()
+
     async def aclose(self) -> None:
         """Close the channels' and the models' connection pools."""
         await self.channels.aclose()

@@ -131,11 +131,14 @@ async def serve_gateway(
     listening: list[tuple[str, int]] = []
     link: RestateLink | None = None
     api = options.api
+    opening: asyncio.Task[None] | None = None
     if options.restate:
         app = create_app(runtime, options.identity_keys)
         servers.append(asyncio.create_task(serve_endpoint(app, options.host, options.port,
                                                           stop)))
         listening.append((options.host, options.port))
+        # beside the start: what the channels' first deliveries would wait for otherwise
+        opening = asyncio.create_task(runtime.aopen())
     else:
         install_runtime(runtime)
     if api is not None:
@@ -169,6 +172,8 @@ async def serve_gateway(
         await asyncio.gather(*servers)
     finally:
         stop.set()
+        if opening is not None:
+            opening.cancel()
         with suppress(asyncio.CancelledError):
             await asyncio.gather(*servers, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGHUP):

@@ -34,6 +34,7 @@ from urllib.parse import unquote
 
 import apprise
 from apprise import AppriseAsset, AppriseResultStatus, NotifyFormat, PersistentStoreMode
+from apprise.manager_plugins import NotificationManager
 from apprise.utils.parse import parse_qsd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -154,6 +155,10 @@ class AppriseOutcome:
     messages: tuple[str, ...] = ()
 
 
+def _load_services() -> None:
+    NotificationManager().load_modules()  # once per process; the manager locks it
+
+
 def _notify_blocking(
     url: str, *, title: str, body: str, body_format: str, timeout: float,
     secrets: Sequence[str],
@@ -249,6 +254,14 @@ class AppriseRunner:
                 f"{what}: did not finish within {time_limit:g}s (waited for Apprise)") from None
         return classify(outcome, what=what, timeout=time_limit)
 
+    async def warm(self) -> None:
+        """Load Apprise's services now, in a worker thread: Apprise loads them all (about a
+        second of imports here) in the first call of the process, which would otherwise be a
+        delivery's, counted against its time limit."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="apprise")
+        await asyncio.get_running_loop().run_in_executor(self._executor, _load_services)
+
     def shutdown(self) -> None:
         """Stop the worker threads; calls still running finish on their own."""
         executor, self._executor = self._executor, None
@@ -306,6 +319,9 @@ class AppriseChannel(Channel[AppriseOptions]):
             what=f"apprise to {self.redact_target(message.target)}",
             secrets=secrets_of(message.target),
         )
+
+    async def aopen(self) -> None:
+        await self._runner.warm()
 
     async def aclose(self) -> None:
         self._runner.shutdown()

@@ -175,5 +175,8 @@ class EmailChannel(Channel[EmailOptions]):
             secrets=tuple(s for s in (password, quote(password or "", safe=""), recipient) if s),
         )
 
+    async def aopen(self) -> None:
+        await self._runner.warm()
+
     async def aclose(self) -> None:
         self._runner.shutdown()

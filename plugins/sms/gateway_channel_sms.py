@@ -171,5 +171,8 @@ class SmsChannel(Channel[SmsOptions]):
             secrets=(*secrets_of(url, token), number, number.lstrip("+")),
         )
 
+    async def aopen(self) -> None:
+        await self._runner.warm()
+
     async def aclose(self) -> None:
         self._runner.shutdown()

@@ -13,7 +13,10 @@ An entry is written once and never changed: a task's state and deliveries are re
 task itself when it is shown. Entries are kept as long as the tasks are: when a bucket is
 listed, ``buckets`` sends itself a delayed ``expire`` of it for the end of the workflow's
 retention (a durable timer in Restate), which drops the bucket from the list and clears it.
-``prune`` drops older buckets at once (an operator's call).
+
+Only handlers write the index (every writer is private to Restate's ingress, which runs
+handlers for whoever reaches it): a caller there cannot plant a task in a listing or drop a
+bucket. The API reads it through the ingress (``page``, ``list_buckets``: shared handlers).
 """
 
 from __future__ import annotations
@@ -79,19 +82,20 @@ async def _put(ctx: ObjectContext, entries: list[dict[str, Any]]) -> None:
         ctx.object_send(add_bucket, key=BUCKETS_KEY, arg=ctx.key())
 
 
-@index.handler(enable_lazy_state=True)
+# private, as every writer here: only the gateway's own handlers say what is in the index
+@index.handler(ingress_private=True, enable_lazy_state=True)
 async def add(ctx: ObjectContext, entry: dict[str, Any]) -> None:
     """Put one task in this bucket (a repeat of the same task changes nothing)."""
     await _put(ctx, [entry])
 
 
-@index.handler(name="add_many", enable_lazy_state=True)
+@index.handler(name="add_many", ingress_private=True, enable_lazy_state=True)
 async def add_many(ctx: ObjectContext, entries: list[dict[str, Any]]) -> None:
     """Put many tasks in this bucket at once (filling an index: imports, benchmarks)."""
     await _put(ctx, entries)
 
 
-@index.handler(name="add_bucket")
+@index.handler(name="add_bucket", ingress_private=True)
 async def add_bucket(ctx: ObjectContext, bucket: str) -> None:
     known: list[str] = await ctx.get("list", type_hint=list) or []
     if bucket not in known:
@@ -101,7 +105,6 @@ async def add_bucket(ctx: ObjectContext, bucket: str) -> None:
                         send_delay=expires_in(bucket, await ctx.time()))
 
 
-# private, like clear: only the index's own handlers drop what it holds
 @index.handler(name="expire", ingress_private=True)
 async def expire(ctx: ObjectContext, bucket: str) -> None:
     """Drop one bucket from the list and clear its entries (sent delayed by add_bucket)."""
@@ -115,17 +118,6 @@ async def list_buckets(ctx: ObjectSharedContext) -> list[str]:
     """The buckets in use, oldest first."""
     known: list[str] = await ctx.get("list", type_hint=list) or []
     return known
-
-
-@index.handler(name="prune")
-async def prune(ctx: ObjectContext, before: str) -> list[str]:
-    """Forget the buckets older than ``before`` (a bucket key); the ones dropped."""
-    known: list[str] = await ctx.get("list", type_hint=list) or []
-    dropped = [b for b in known if b < before]
-    for bucket in dropped:
-        ctx.object_send(clear, key=bucket, arg=None)
-    ctx.set("list", [b for b in known if b >= before])
-    return dropped
 
 
 @index.handler(name="clear", ingress_private=True)

@@ -59,3 +59,31 @@ def _epoch(value: object) -> float:
         return float(value) / 1000
     from datetime import datetime
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def test_a_caller_of_the_ingress_cannot_write_the_index(
+        http: httpx.Client, restate_server: LocalEngine) -> None:
+    """Restate's ingress runs handlers for whoever reaches it: the index's writers are not
+    among them, so nobody there plants a task in a listing or drops a bucket."""
+    task_id = new_id("indexed")
+    r = http.post("/v1/tasks", json={"task_id": task_id, "prompt": "Count"})
+    assert r.status_code == 201, r.text
+    poll(http, task_id, finished)
+    deadline = time.monotonic() + 10  # the index is told one way: wait for it, bounded
+    while not (mine := [t for t in http.get("/v1/tasks", params={"limit": 100}).json()["tasks"]
+                        if t["task_id"] == task_id]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mine, "the task never showed in the listing"
+    bucket = bucket_of(mine[0]["submitted_at"])
+    forged = {"task_id": new_id("forged"), "submitted_at": time.time(), "agent": "default",
+              "labels": {}, "channels": []}
+    index = f"{restate_server.ingress_url}/TaskIndex"
+    for path, body in ((f"{bucket}/add", forged), (f"{bucket}/add_many", [forged]),
+                       ("buckets/add_bucket", "b-2099010100"), ("buckets/expire", bucket),
+                       (f"{bucket}/clear", None), ("buckets/prune", "b-9")):
+        r = httpx.post(f"{index}/{path}", json=body, timeout=10)
+        assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+    listed = httpx.post(f"{index}/buckets/list_buckets", timeout=10).json()
+    assert bucket in listed and "b-2099010100" not in listed, listed
+    ids = {t["task_id"] for t in http.get("/v1/tasks", params={"limit": 100}).json()["tasks"]}
+    assert task_id in ids and forged["task_id"] not in ids
